@@ -1,0 +1,178 @@
+"""libcni's result cache, byte-compatible so multinic and Go runtimes share a node.
+
+One file per attachment, ``<cacheDir>/results/<network>-<containerID>-<ifname>``,
+holding compact JSON of kind ``cniCacheV1``: the config as read (base64), the
+netns, CNI args, capability args and the final result of the ADD.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multinic.cni.args import CniArgs
+from multinic.cni.errors import CNIError, IOFailureError
+from multinic.cni.types import Result
+
+CACHE_KIND = "cniCacheV1"
+DEFAULT_CACHE_DIR = Path("/var/lib/cni")
+
+
+@dataclass(frozen=True)
+class CachedAttachment:
+    """What the runtime remembers about one successful ADD."""
+
+    network_name: str
+    container_id: str
+    ifname: str
+    config: bytes
+    netns: str = ""
+    cni_args: CniArgs = ()
+    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    result: Mapping[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        """Compact JSON with libcni's keys, in libcni's order."""
+        obj: dict[str, Any] = {
+            "kind": CACHE_KIND,
+            "containerId": self.container_id,
+            "config": base64.b64encode(self.config).decode(),
+            "ifName": self.ifname,
+            "networkName": self.network_name,
+        }
+        if self.netns:
+            obj["netns"] = self.netns
+        if self.cni_args:
+            obj["cniArgs"] = [list(pair) for pair in self.cni_args]
+        if self.capability_args:
+            obj["capabilityArgs"] = dict(self.capability_args)
+        if self.result is not None:
+            obj["result"] = dict(self.result)
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CachedAttachment | None:
+        """Decode a cache file, or None when it is not a cniCacheV1 entry."""
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(obj, dict) or obj.get("kind") != CACHE_KIND:
+            return None
+        try:
+            return cls(
+                network_name=_text(obj, "networkName"),
+                container_id=_text(obj, "containerId"),
+                ifname=_text(obj, "ifName"),
+                config=base64.b64decode(obj.get("config") or "", validate=True),
+                netns=_text(obj, "netns"),
+                cni_args=tuple((str(k), str(v)) for k, v in obj.get("cniArgs") or []),
+                capability_args=obj.get("capabilityArgs") or {},
+                result=obj.get("result"),
+            )
+        except (TypeError, ValueError, binascii.Error):
+            return None
+
+
+class ResultCache:
+    """The cache directory of one runtime (``/var/lib/cni`` by default)."""
+
+    def __init__(self, cache_dir: Path = DEFAULT_CACHE_DIR) -> None:
+        self.cache_dir = cache_dir
+        self.results_dir = cache_dir / "results"
+
+    def path(self, network: str, container_id: str, ifname: str) -> Path:
+        if not (network and container_id and ifname):
+            raise CNIError(
+                "cache file path requires network name, container ID and interface name",
+                f"got {network!r}, {container_id!r}, {ifname!r}",
+            )
+        return self.results_dir / f"{network}-{container_id}-{ifname}"
+
+    def save(self, entry: CachedAttachment) -> None:
+        """Write atomically (a reader never sees half a file), 0600 in a 0700 directory."""
+        target = self.path(entry.network_name, entry.container_id, entry.ifname)
+        try:
+            self.results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.results_dir, prefix=".tmp-")
+            with contextlib.ExitStack() as undo:
+                undo.callback(_unlink_quietly, Path(tmp))
+                with os.fdopen(fd, "wb") as out:
+                    out.write(entry.to_json())
+                Path(tmp).replace(target)
+                undo.pop_all()
+        except OSError as exc:
+            raise IOFailureError(f"cannot write result cache {target}", str(exc)) from exc
+
+    def load_raw(self, network: str, container_id: str, ifname: str) -> bytes | None:
+        """The cache file's bytes, or None when there is none (or it cannot be read)."""
+        try:
+            return self.path(network, container_id, ifname).read_bytes()
+        except OSError:
+            return None
+
+    def load(self, network: str, container_id: str, ifname: str) -> CachedAttachment | None:
+        data = self.load_raw(network, container_id, ifname)
+        return None if data is None else CachedAttachment.from_json(data)
+
+    def remove(self, network: str, container_id: str, ifname: str) -> None:
+        _unlink_quietly(self.path(network, container_id, ifname))
+
+    def attachments(self, network: str | None = None) -> Iterator[CachedAttachment]:
+        """Every readable cniCacheV1 entry, in file-name order, optionally of one network."""
+        try:
+            paths = sorted(self.results_dir.iterdir())
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise IOFailureError(f"cannot list result cache {self.results_dir}", str(exc)) from exc
+        for path in paths:
+            if path.name.startswith(".tmp-"):
+                continue
+            try:
+                entry = CachedAttachment.from_json(path.read_bytes())
+            except OSError:
+                continue
+            if entry is None or not entry.ifname or not entry.network_name:
+                continue
+            if network is None or entry.network_name == network:
+                yield entry
+
+
+def cached_result(data: bytes, cni_version: str) -> Result | None:
+    """The result in a cache file, converted to ``cni_version``.
+
+    Older libcni wrote the bare result JSON to the same path; that is read too.
+    """
+    entry = CachedAttachment.from_json(data)
+    if entry is not None:
+        raw: object = entry.result
+    else:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    if not isinstance(raw, dict):
+        return None
+    version = raw.get("cniVersion") or cni_version
+    return Result.from_dict(raw, str(version)).convert(cni_version)
+
+
+def _text(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string")
+    return value
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,129 @@
+"""Finding plugin executables on CNI_PATH and running them (libcni's invoke)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from multinic.cni.errors import ErrorCode, InvalidConfigError, PluginError, error_from_dict
+
+#: How much of a failing plugin's output an error message quotes.
+_QUOTE_LIMIT = 400
+_TEXT_BUSY_RETRIES = 6
+_TEXT_BUSY_PAUSE = 0.2
+
+
+def find_plugin(plugin_type: str, search_path: Sequence[Path]) -> Path:
+    """The first executable named ``plugin_type`` in the directories of ``search_path``."""
+    for directory in search_path:
+        candidate = directory / plugin_type
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise InvalidConfigError(
+        f"failed to find plugin {plugin_type!r}",
+        f"searched CNI_PATH {[str(d) for d in search_path]}",
+    )
+
+
+@dataclass(frozen=True)
+class PluginExecutor:
+    """Runs a plugin executable with CNI_* variables and a config on stdin.
+
+    ``timeout`` bounds one call: a plugin that hangs must not hang the pod's
+    start or, worse, its delete; it is killed and the call fails with code 11.
+    """
+
+    timeout: float | None = 120.0
+
+    def execute(self, plugin: Path, cni_env: Mapping[str, str], stdin: bytes) -> bytes:
+        """Run ``plugin`` and return its stdout, or raise the error it reported."""
+        try:
+            done = self._run(plugin, {**os.environ, **cni_env}, stdin)
+        except subprocess.TimeoutExpired as exc:
+            raise PluginError(
+                plugin.name,
+                f"timed out after {self.timeout} s",
+                _quote(exc.stderr or b""),
+                code=ErrorCode.TRY_AGAIN_LATER,
+            ) from exc
+        except OSError as exc:
+            raise PluginError(
+                plugin.name, "cannot execute plugin", str(exc), code=ErrorCode.INTERNAL
+            ) from exc
+        if done.returncode != 0:
+            raise _failure(plugin.name, done.returncode, done.stdout, done.stderr)
+        if done.stderr:
+            # A plugin's diagnostics on success still belong in the runtime's log.
+            sys.stderr.buffer.write(done.stderr)
+            sys.stderr.buffer.flush()
+        return done.stdout
+
+    def _run(
+        self, plugin: Path, env: Mapping[str, str], stdin: bytes
+    ) -> subprocess.CompletedProcess[bytes]:
+        # A plugin just written by an installer can be "text file busy" for a moment.
+        for attempt in range(_TEXT_BUSY_RETRIES):
+            try:
+                return subprocess.run(
+                    [str(plugin)],
+                    input=stdin,
+                    capture_output=True,
+                    env=dict(env),
+                    timeout=self.timeout,
+                    check=False,
+                )
+            except OSError as exc:
+                if exc.errno != errno.ETXTBSY or attempt == _TEXT_BUSY_RETRIES - 1:
+                    raise
+                time.sleep(_TEXT_BUSY_PAUSE)
+        raise AssertionError("unreachable")
+
+
+def decode_output(plugin_name: str, stdout: bytes) -> object:
+    """Decode a successful plugin's JSON output, naming the plugin if it is not JSON."""
+    try:
+        return json.loads(stdout)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PluginError(
+            plugin_name,
+            "plugin printed output that is not JSON",
+            f"{exc}; output starts {_quote(stdout)}",
+            code=ErrorCode.DECODING_FAILURE,
+        ) from exc
+
+
+def _failure(name: str, status: int, stdout: bytes, stderr: bytes) -> PluginError:
+    try:
+        reported = error_from_dict(json.loads(stdout))
+    except (ValueError, UnicodeDecodeError):
+        reported = None
+    if reported is not None:
+        return PluginError(name, reported.msg, reported.details, code=reported.code)
+    return PluginError(
+        name,
+        f"plugin {_describe_exit(status)} without a CNI error object",
+        f"stdout: {_quote(stdout)}; stderr: {_quote(stderr)}",
+        code=ErrorCode.INTERNAL,
+    )
+
+
+def _describe_exit(status: int) -> str:
+    if status >= 0:
+        return f"exited {status}"
+    try:
+        return f"was killed by {signal.Signals(-status).name}"
+    except ValueError:
+        return f"was killed by signal {-status}"
+
+
+def _quote(data: bytes) -> str:
+    text = data.decode(errors="replace").strip()
+    return repr(text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "...")
