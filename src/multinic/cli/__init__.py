@@ -1,0 +1,1 @@
+"""The ``multinic`` command line."""

@@ -1,0 +1,194 @@
+"""``multinic cni``: drive plugin chains like the reference ``cnitool``.
+
+Reads the same environment as cnitool: NETCONFPATH (config dir, default
+/etc/cni/net.d), CNI_PATH (plugin dirs), CNI_IFNAME (default eth0), CNI_ARGS
+(K=V;K2=V2) and CAP_ARGS (a JSON object of capability arguments). The container
+id is derived from the netns path as cnitool does, unless CNI_CONTAINERID is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from multinic.cni.args import parse_cni_args
+from multinic.cni.cache import DEFAULT_CACHE_DIR
+from multinic.cni.conffiles import DEFAULT_CONFIG_DIR, load_network
+from multinic.cni.config import Attachment, NetworkConfigList
+from multinic.cni.errors import CNIError
+from multinic.cni.invoke import PluginExecutor
+from multinic.cni.runtime import Runtime, RuntimeConf
+
+NAMED_NETNS_DIR = Path("/var/run/netns")
+
+
+class CniContext:
+    """What every ``multinic cni`` command reads from options and environment."""
+
+    def __init__(self, conf_dir: Path, plugin_path: str, cache_dir: Path, timeout: float) -> None:
+        self.conf_dir = conf_dir
+        dirs = [Path(p) for p in plugin_path.split(":") if p]
+        self.runtime = Runtime(dirs, cache_dir, PluginExecutor(timeout=timeout))
+
+    def network(self, name: str) -> NetworkConfigList:
+        return load_network(self.conf_dir, name)
+
+
+pass_context = click.make_pass_decorator(CniContext)
+
+
+@click.group()
+@click.option(
+    "--conf-dir",
+    envvar="NETCONFPATH",
+    default=str(DEFAULT_CONFIG_DIR),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Network config dir (env NETCONFPATH).",
+)
+@click.option(
+    "--plugin-path",
+    envvar="CNI_PATH",
+    default="/opt/cni/bin",
+    show_default=True,
+    help="Colon-separated plugin dirs (env CNI_PATH).",
+)
+@click.option(
+    "--cache-dir",
+    envvar="CNI_CACHE_DIR",
+    default=str(DEFAULT_CACHE_DIR),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="libcni-compatible result cache dir (env CNI_CACHE_DIR).",
+)
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds one plugin call may take before it is killed.",
+)
+@click.pass_context
+def cni(
+    ctx: click.Context, conf_dir: Path, plugin_path: str, cache_dir: Path, timeout: float
+) -> None:
+    """Run a network config list against a namespace, like cnitool."""
+    ctx.obj = CniContext(conf_dir, plugin_path, cache_dir, timeout)
+
+
+def _runtime_conf(netns: str) -> RuntimeConf:
+    path = resolve_netns(netns)
+    capability_args = json.loads(os.environ.get("CAP_ARGS") or "{}")
+    if not isinstance(capability_args, dict):
+        raise click.UsageError("CAP_ARGS must be a JSON object")
+    return RuntimeConf(
+        container_id=os.environ.get("CNI_CONTAINERID") or cnitool_container_id(path),
+        netns=path,
+        ifname=os.environ.get("CNI_IFNAME") or "eth0",
+        args=parse_cni_args(os.environ.get("CNI_ARGS", "")),
+        capability_args=capability_args,
+    )
+
+
+def resolve_netns(netns: str) -> str:
+    """An absolute netns path; a bare name means an ``ip netns`` namespace."""
+    if "/" not in netns and (NAMED_NETNS_DIR / netns).exists():
+        return str(NAMED_NETNS_DIR / netns)
+    return str(Path(netns).absolute())
+
+
+def cnitool_container_id(netns_path: str) -> str:
+    """cnitool's id: ``cnitool-`` and the first 10 bytes of SHA-512(netns path) in hex."""
+    return "cnitool-" + hashlib.sha512(netns_path.encode()).hexdigest()[:20]
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except CNIError as err:
+        click.echo(f"multinic: CNI error {err.code}: {err}", err=True)
+        sys.exit(1)
+    except json.JSONDecodeError as err:
+        click.echo(f"multinic: CAP_ARGS is not valid JSON: {err}", err=True)
+        sys.exit(2)
+
+
+@cni.command()
+@click.argument("network")
+@click.argument("netns")
+@pass_context
+def add(ctx: CniContext, network: str, netns: str) -> None:
+    """ADD the container in NETNS to NETWORK and print the result."""
+    result = _run(lambda: ctx.runtime.add(ctx.network(network), _runtime_conf(netns)))
+    click.echo(json.dumps(result.to_dict(), indent=4))
+
+
+@cni.command()
+@click.argument("network")
+@click.argument("netns")
+@pass_context
+def check(ctx: CniContext, network: str, netns: str) -> None:
+    """CHECK the attachment of NETNS to NETWORK against the cached result."""
+    _run(lambda: ctx.runtime.check(ctx.network(network), _runtime_conf(netns)))
+
+
+@cni.command(name="del")
+@click.argument("network")
+@click.argument("netns")
+@pass_context
+def delete(ctx: CniContext, network: str, netns: str) -> None:
+    """DEL the attachment of NETNS to NETWORK (succeeds again when already gone)."""
+    _run(lambda: ctx.runtime.delete(ctx.network(network), _runtime_conf(netns)))
+
+
+@cni.command()
+@click.argument("network")
+@click.argument("netns", required=False)
+@click.option(
+    "--valid",
+    "valid",
+    multiple=True,
+    metavar="CONTAINERID/IFNAME",
+    help="An attachment to keep; repeat. None given: every cached one is stale.",
+)
+@pass_context
+def gc(ctx: CniContext, network: str, netns: str | None, valid: tuple[str, ...]) -> None:
+    """GC NETWORK: DEL cached attachments not listed as valid, then GC every plugin."""
+    del netns  # accepted for cnitool compatibility; GC is not about one namespace
+    keep = [_attachment(text) for text in valid]
+    _run(lambda: ctx.runtime.gc(ctx.network(network), keep))
+
+
+@cni.command()
+@click.argument("network")
+@click.argument("netns", required=False)
+@pass_context
+def status(ctx: CniContext, network: str, netns: str | None) -> None:
+    """STATUS of every plugin of NETWORK (exit 1 when one is not ready)."""
+    del netns  # accepted for cnitool compatibility
+    _run(lambda: ctx.runtime.status(ctx.network(network)))
+    click.echo(f"{network}: ready")
+
+
+@cni.command()
+@click.argument("network")
+@pass_context
+def validate(ctx: CniContext, network: str) -> None:
+    """Check that every plugin of NETWORK is installed and supports its version."""
+    net: NetworkConfigList = _run(lambda: ctx.network(network))
+    caps = _run(lambda: ctx.runtime.validate(net))
+    version = net.negotiated_version()
+    click.echo(f"{network}: cniVersion {version}, capabilities {sorted(caps)}")
+
+
+def _attachment(text: str) -> Attachment:
+    container_id, sep, ifname = text.partition("/")
+    if not sep or not container_id or not ifname:
+        raise click.BadParameter(f"{text!r} is not CONTAINERID/IFNAME", param_hint="--valid")
+    return Attachment(container_id, ifname)

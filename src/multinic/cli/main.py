@@ -1,0 +1,27 @@
+"""``multinic``: one CLI with subcommands.
+
+Exit codes: 0 success; 1 a CNI operation failed (the message names the CNI
+error code); 2 the command line itself was wrong.
+"""
+
+from __future__ import annotations
+
+import click
+
+from multinic import __version__
+from multinic.cli.cni_commands import cni
+from multinic.cli.demo_command import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="multinic")
+def cli() -> None:
+    """Kubernetes pod networking for telco clouds."""
+
+
+cli.add_command(cni)
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli()

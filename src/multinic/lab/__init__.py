@@ -1,0 +1,1 @@
+"""The lab: nodes and pods as network namespaces on one machine, for the demo and tests."""
