@@ -1,0 +1,71 @@
+"""Fixtures for tests that run real plugins in real namespaces (root)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multinic.cni.runtime import Runtime
+from multinic.lab import netns as lab
+
+#: Debian's containernetworking-plugins; `make test` installs the package.
+REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or concurrent run) uses; short enough for a link name."""
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def reference_plugins() -> Path:
+    if not (REFERENCE_PLUGIN_DIR / "bridge").exists():
+        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make system-deps")
+    return REFERENCE_PLUGIN_DIR
+
+
+@pytest.fixture
+def runtime(reference_plugins: Path, tmp_path: Path) -> Runtime:
+    return Runtime([reference_plugins], cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def pod() -> Iterator[str]:
+    """A fresh named namespace standing in for a pod, removed after the test."""
+    name = unique("mnt-pod-")
+    lab.create_netns(name)
+    try:
+        yield name
+    finally:
+        lab.delete_netns(name)
+
+
+@pytest.fixture
+def pod2() -> Iterator[str]:
+    name = unique("mnt-pod-")
+    lab.create_netns(name)
+    try:
+        yield name
+    finally:
+        lab.delete_netns(name)
+
+
+@pytest.fixture
+def host_links() -> Iterator[list[str]]:
+    """Host link names a test registers; removed after it, whatever happened.
+
+    Also asserts the test left no *other* new host link behind (a plugin's
+    host-side veth that DEL should have removed, for example).
+    """
+    before = lab.link_names()
+    owned: list[str] = []
+    yield owned
+    for name in owned:
+        lab.delete_link(name)
+    leaked = lab.link_names() - before
+    for name in leaked:
+        lab.delete_link(name)
+    assert not leaked, f"host links left behind: {sorted(leaked)}"

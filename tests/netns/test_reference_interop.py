@@ -1,0 +1,339 @@
+"""multinic's runtime drives the reference (Go) plugins in real namespaces.
+
+Proves the runtime speaks the protocol the reference plugins expect: config
+injection, prevResult chaining, libcni's cache format, CHECK, DEL (twice) and
+GC, with nothing left behind in the pod, on the host or on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multinic.cni.config import Attachment, NetworkConfigList, parse_network_config_list
+from multinic.cni.errors import CNIError
+from multinic.cni.runtime import Runtime, RuntimeConf
+from multinic.lab import netns as lab
+from tests.netns.conftest import unique
+
+SUBNET_V4 = ipaddress.ip_network("198.18.10.0/24")
+SUBNET_V6 = ipaddress.ip_network("fd00:18:10::/64")
+
+
+def conflist(
+    name: str, *plugins: dict[str, Any], versions: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "cniVersions": versions or ["0.4.0", "1.0.0"],
+        "name": name,
+        "plugins": list(plugins),
+    }
+
+
+def host_local(
+    data_dir: Path, *subnets: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> dict[str, Any]:
+    return {
+        "type": "host-local",
+        "ranges": [[{"subnet": str(s)}] for s in subnets],
+        "dataDir": str(data_dir),
+    }
+
+
+def bridge_plugin(bridge: str, ipam: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "bridge", "bridge": bridge, "isGateway": True, "ipam": ipam}
+
+
+def attach(pod: str, container_id: str | None = None, ifname: str = "eth0") -> RuntimeConf:
+    return RuntimeConf(container_id or f"cid-{pod}", str(lab.netns_path(pod)), ifname)
+
+
+def reservations(data_dir: Path, network: str) -> set[str]:
+    """host-local's reserved addresses: one file per IP in <dataDir>/<network>/."""
+    directory = data_dir / network
+    if not directory.exists():
+        return set()
+    return {p.name for p in directory.iterdir() if not p.name.startswith(("last_reserved", "lock"))}
+
+
+def assert_cache_entry(runtime: Runtime, net: NetworkConfigList, rt: RuntimeConf) -> dict[str, Any]:
+    path = runtime.cache.path(net.name, rt.container_id, rt.ifname)
+    entry = json.loads(path.read_bytes())
+    assert list(entry)[:5] == ["kind", "containerId", "config", "ifName", "networkName"]
+    assert entry["kind"] == "cniCacheV1"
+    assert entry["containerId"] == rt.container_id
+    assert entry["ifName"] == rt.ifname
+    assert entry["networkName"] == net.name
+    assert entry["netns"] == rt.netns
+    assert base64.b64decode(entry["config"]) == net.source_bytes
+    assert entry["result"]["cniVersion"] == net.negotiated_version()
+    assert path.stat().st_mode & 0o777 == 0o600
+    return entry
+
+
+def test_bridge_host_local_add_check_del(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    data_dir = tmp_path / "ipam"
+    net = parse_network_config_list(
+        conflist("interop-bridge", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
+    )
+    rt = attach(pod)
+
+    result = runtime.add(net, rt)
+
+    assert net.negotiated_version() == "1.0.0"
+    assert result.cni_version == "1.0.0"
+    (ip,) = result.ips
+    assert ip.address.network == SUBNET_V4
+    assert ip.gateway == ipaddress.ip_address("198.18.10.1")
+    assert result.interfaces[ip.interface or 0].sandbox == rt.netns
+    assert lab.addresses("eth0", netns=pod) == [str(ip.address)]
+    assert reservations(data_dir, net.name) == {str(ip.address.ip)}
+    entry = assert_cache_entry(runtime, net, rt)
+    assert entry["result"] == result.to_dict()
+
+    runtime.check(net, rt)
+
+    runtime.delete(net, rt)
+    assert "eth0" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+    assert not runtime.cache.path(net.name, rt.container_id, rt.ifname).exists()
+    runtime.delete(net, rt)  # a second DEL succeeds
+
+
+def test_dual_stack_bridge(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    ipam = host_local(tmp_path / "ipam", SUBNET_V4, SUBNET_V6)
+    net = parse_network_config_list(conflist("interop-dual", bridge_plugin(bridge, ipam)))
+    rt = attach(pod)
+
+    result = runtime.add(net, rt)
+
+    networks = sorted((ip.address.network for ip in result.ips), key=lambda n: n.version)
+    assert networks == [SUBNET_V4, SUBNET_V6]
+    in_pod = lab.addresses("eth0", netns=pod)
+    assert {str(ip.address) for ip in result.ips} <= set(in_pod)
+    runtime.check(net, rt)
+    runtime.delete(net, rt)
+    assert "eth0" not in lab.link_names(pod)
+
+
+def test_check_reports_drift(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    net = parse_network_config_list(
+        conflist("interop-drift", bridge_plugin(bridge, host_local(tmp_path / "ipam", SUBNET_V4)))
+    )
+    rt = attach(pod)
+    result = runtime.add(net, rt)
+
+    lab.ip("addr", "del", str(result.ips[0].address), "dev", "eth0", netns=pod)
+
+    with pytest.raises(CNIError) as failure:
+        runtime.check(net, rt)
+    assert "bridge" in str(failure.value)
+    runtime.delete(net, rt)
+
+
+def test_ptp(runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path) -> None:
+    data_dir = tmp_path / "ipam"
+    ptp = {"type": "ptp", "ipMasq": False, "mtu": 1400, "ipam": host_local(data_dir, SUBNET_V4)}
+    net = parse_network_config_list(conflist("interop-ptp", ptp))
+    rt = attach(pod)
+
+    result = runtime.add(net, rt)
+
+    host_side = [i.name for i in result.interfaces if not i.sandbox]
+    assert len(host_side) == 1
+    assert host_side[0] in lab.link_names()
+    assert lab.addresses("eth0", netns=pod) == [str(result.ips[0].address)]
+    pod_link = lab.ip_json("link", "show", "eth0", netns=pod)[0]
+    assert pod_link["mtu"] == 1400
+    runtime.check(net, rt)
+
+    runtime.delete(net, rt)
+    assert host_side[0] not in lab.link_names()
+    assert "eth0" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+    runtime.delete(net, rt)
+
+
+def test_macvlan_on_a_veth_parent(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    parent, peer = unique("mntpa"), unique("mntpb")
+    host_links.append(parent)
+    lab.ip("link", "add", parent, "type", "veth", "peer", "name", peer)
+    lab.ip("link", "set", parent, "up")
+    data_dir = tmp_path / "ipam"
+    macvlan = {
+        "type": "macvlan",
+        "master": parent,
+        "mode": "bridge",
+        "ipam": host_local(data_dir, SUBNET_V4),
+    }
+    net = parse_network_config_list(conflist("interop-macvlan", macvlan))
+    rt = attach(pod, ifname="net1")
+
+    result = runtime.add(net, rt)
+
+    (iface,) = result.interfaces
+    assert iface.name == "net1"
+    assert iface.sandbox == rt.netns
+    link = lab.ip_json("-d", "link", "show", "net1", netns=pod)[0]
+    assert link["linkinfo"]["info_kind"] == "macvlan"
+    assert link["linkinfo"]["info_data"]["mode"] == "bridge"
+    assert lab.addresses("net1", netns=pod) == [str(result.ips[0].address)]
+    runtime.check(net, rt)
+
+    runtime.delete(net, rt)
+    assert "net1" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+    runtime.delete(net, rt)
+
+
+def test_bridge_then_tuning_chain(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    tuning = {
+        "type": "tuning",
+        "mtu": 1360,
+        "mac": "02:00:5e:10:00:42",
+        "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"},
+    }
+    net = parse_network_config_list(
+        conflist(
+            "interop-tuning",
+            bridge_plugin(bridge, host_local(tmp_path / "ipam", SUBNET_V4)),
+            tuning,
+        )
+    )
+    rt = attach(pod)
+
+    result = runtime.add(net, rt)
+
+    link = lab.ip_json("link", "show", "eth0", netns=pod)[0]
+    assert link["mtu"] == 1360
+    assert link["address"] == "02:00:5e:10:00:42"
+    sandbox = [i for i in result.interfaces if i.sandbox]
+    assert sandbox[0].mac == "02:00:5e:10:00:42"  # tuning rewrote bridge's result
+    arp_notify = lab.ip("netns", "exec", pod, "cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify")
+    assert arp_notify.strip() == "1"
+    runtime.check(net, rt)
+
+    runtime.delete(net, rt)
+    assert "eth0" not in lab.link_names(pod)
+
+
+def test_gc_with_empty_valid_list_releases_everything_cached(
+    runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    data_dir = tmp_path / "ipam"
+    net = parse_network_config_list(
+        conflist("interop-gc", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
+    )
+    first, second = attach(pod), attach(pod2)
+    runtime.add(net, first)
+    runtime.add(net, second)
+    assert len(reservations(data_dir, net.name)) == 2
+
+    runtime.gc(net, [])
+
+    assert reservations(data_dir, net.name) == set()
+    assert list(runtime.cache.attachments(net.name)) == []
+    assert "eth0" not in lab.link_names(pod)
+    assert "eth0" not in lab.link_names(pod2)
+
+
+def test_gc_keeps_valid_attachments(
+    runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
+) -> None:
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    data_dir = tmp_path / "ipam"
+    net = parse_network_config_list(
+        conflist("interop-gc-keep", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
+    )
+    kept, stale = attach(pod), attach(pod2)
+    kept_ip = runtime.add(net, kept).ips[0].address.ip
+    runtime.add(net, stale)
+
+    runtime.gc(net, [Attachment(kept.container_id, kept.ifname)])
+
+    assert reservations(data_dir, net.name) == {str(kept_ip)}
+    assert [(a.container_id, a.ifname) for a in runtime.cache.attachments(net.name)] == [
+        (kept.container_id, kept.ifname)
+    ]
+    assert "eth0" in lab.link_names(pod)
+    assert "eth0" not in lab.link_names(pod2)
+    runtime.delete(net, kept)
+
+
+def test_unsupported_version_fails_cleanly(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    """The reference plugins here speak up to 1.0.0: a 1.1.0 list fails with code 1."""
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    data_dir = tmp_path / "ipam"
+    net = parse_network_config_list(
+        conflist(
+            "interop-version",
+            bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)),
+            versions=["1.0.0", "1.1.0"],
+        )
+    )
+    rt = attach(pod)
+
+    with pytest.raises(CNIError) as failure:
+        runtime.add(net, rt)
+
+    assert failure.value.code == 1
+    assert "bridge" in str(failure.value)
+    assert "eth0" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+    assert not runtime.cache.path(net.name, rt.container_id, rt.ifname).exists()
+
+
+def test_failed_chain_is_rolled_back(
+    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+) -> None:
+    """tuning refuses a sysctl outside the interface: bridge's work must be undone."""
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    data_dir = tmp_path / "ipam"
+    bad_tuning = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}}
+    net = parse_network_config_list(
+        conflist(
+            "interop-rollback",
+            bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)),
+            bad_tuning,
+        )
+    )
+    rt = attach(pod)
+
+    with pytest.raises(CNIError) as failure:
+        runtime.add(net, rt)
+
+    assert "tuning" in str(failure.value)
+    assert "eth0" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+    assert not runtime.cache.path(net.name, rt.container_id, rt.ifname).exists()
