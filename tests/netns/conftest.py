@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def pod2() -> Iterator[str]:
         lab.delete_netns(name)
 
 
+def _new_links_settled(before: set[str], patience: float = 3.0) -> set[str]:
+    # The kernel tears a deleted namespace down asynchronously: the host end of a
+    # veth whose pod end lived there can outlive `ip netns delete` for a moment.
+    deadline = time.monotonic() + patience
+    while (new := lab.link_names() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return new
+
+
 @pytest.fixture
 def host_links() -> Iterator[list[str]]:
     """Host link names a test registers; removed after it, whatever happened.
@@ -65,7 +75,7 @@ def host_links() -> Iterator[list[str]]:
     yield owned
     for name in owned:
         lab.delete_link(name)
-    leaked = lab.link_names() - before
+    leaked = _new_links_settled(before)
     for name in leaked:
         lab.delete_link(name)
     assert not leaked, f"host links left behind: {sorted(leaked)}"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from multinic.cni.errors import DecodingError, IncompatibleVersionError, InvalidConfigError
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS, highest_common, parse_version
+
+if TYPE_CHECKING:  # pathlib is not worth its import time on the plugin path
+    from pathlib import Path
 
 #: SPEC.md: a network name starts alphanumeric, then alphanumerics, '_', '.', '-'.
 NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
@@ -26,16 +27,14 @@ NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(NamedTuple):
     """One network attachment of a container: the key GC and the cache use."""
 
     container_id: str
     ifname: str
 
 
-@dataclass(frozen=True)
-class PluginConfig:
+class PluginConfig(NamedTuple):
     """One entry of a config list's ``plugins`` array, as written."""
 
     raw: Mapping[str, Any]
@@ -53,8 +52,7 @@ class PluginConfig:
         return frozenset(name for name, enabled in caps.items() if enabled is True)
 
 
-@dataclass(frozen=True)
-class NetworkConfigList:
+class NetworkConfigList(NamedTuple):
     """A network configuration list (a ``.conflist``, or a ``.conf`` wrapped as one)."""
 
     raw: Mapping[str, Any]
@@ -75,8 +73,7 @@ class NetworkConfigList:
         return highest_common(candidates, supported)
 
 
-@dataclass(frozen=True)
-class NetConf:
+class NetConf(NamedTuple):
     """The config object a plugin receives on stdin, with the keys every plugin reads."""
 
     raw: Mapping[str, Any]

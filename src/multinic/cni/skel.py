@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 
 from multinic.cni.args import CniArgs, parse_cni_args, validate_container_id, validate_ifname
 from multinic.cni.config import NetConf, parse_net_conf
@@ -44,8 +42,7 @@ REQUIRED_ENV: Mapping[str, tuple[str, ...]] = {
 VERB_SINCE: Mapping[str, str] = {"CHECK": CHECK_SINCE, "GC": GC_SINCE, "STATUS": GC_SINCE}
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One invocation of a plugin, decoded and validated."""
 
     command: str
@@ -88,6 +85,8 @@ def run(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[int, 
     except CNIError as err:
         return 1, _json(err.to_dict(config_version or _latest(plugin)))
     except Exception as exc:  # the boundary: anything unexpected becomes a CNI error
+        import traceback  # only on this path: its import is as costly as the whole plugin's
+
         traceback.print_exc(file=sys.stderr)
         internal = InternalError(f"{plugin.name}: internal error", f"{type(exc).__name__}: {exc}")
         return 1, _json(internal.to_dict(config_version or _latest(plugin)))

@@ -1,5 +1,9 @@
 """CNI results as values: interfaces, IP configs, routes, DNS.
 
+The values are NamedTuples rather than dataclasses on purpose: every plugin
+executable imports this module, and ``dataclasses`` costs more start-up time
+than the rest of the module together.
+
 One model serves every supported spec version (0.3.0 to 1.1.0); the version
 only matters when a result is read from or written to JSON, and when it is
 converted. Addresses are ``ipaddress`` values, never strings.
@@ -16,8 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from multinic.cni.errors import DecodingError, IncompatibleVersionError
 from multinic.cni.version import SUPPORTED_VERSIONS, parse_version, require_supported
@@ -33,8 +36,7 @@ _ROUTE_FIELDS_1_1 = ("mtu", "advmss", "priority", "table", "scope")
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(NamedTuple):
     """A network interface a plugin created or configured."""
 
     name: str
@@ -45,8 +47,7 @@ class Interface:
     pci_id: str = ""
 
 
-@dataclass(frozen=True)
-class IPConfig:
+class IPConfig(NamedTuple):
     """An address assigned to an interface (``interface`` indexes Result.interfaces)."""
 
     address: IPInterface
@@ -54,8 +55,7 @@ class IPConfig:
     interface: int | None = None
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """A route; the 1.1.0 attributes are None when unset."""
 
     dst: IPNetwork
@@ -67,8 +67,7 @@ class Route:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
-class DNS:
+class DNS(NamedTuple):
     """Resolver settings; nameservers are kept as written (they may be names)."""
 
     nameservers: tuple[str, ...] = ()
@@ -80,15 +79,14 @@ class DNS:
         return bool(self.nameservers or self.domain or self.search or self.options)
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """The outcome of an ADD, in a given spec version."""
 
     cni_version: str
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()
-    dns: DNS = field(default_factory=DNS)
+    dns: DNS = DNS()
 
     @classmethod
     def from_dict(cls, data: object, cni_version: str | None = None) -> Result:
@@ -113,7 +111,7 @@ def convert_result(result: Result, cni_version: str, *, strict: bool = False) ->
     """
     require_supported(cni_version, SUPPORTED_VERSIONS)
     if parse_version(cni_version) >= (1, 1, 0):
-        return replace(result, cni_version=cni_version)
+        return result._replace(cni_version=cni_version)
     lost = _fields_only_in_1_1(result)
     if lost and strict:
         raise IncompatibleVersionError(
@@ -123,7 +121,7 @@ def convert_result(result: Result, cni_version: str, *, strict: bool = False) ->
     return Result(
         cni_version=cni_version,
         interfaces=tuple(
-            replace(i, mtu=None, socket_path="", pci_id="") for i in result.interfaces
+            i._replace(mtu=None, socket_path="", pci_id="") for i in result.interfaces
         ),
         ips=result.ips,
         routes=tuple(Route(dst=r.dst, gw=r.gw) for r in result.routes),
