@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import click
 from rich.console import Console
 from rich.table import Table
 
@@ -57,8 +56,7 @@ def result_table(result: Result) -> Table:
     return table
 
 
-@click.command()
-def demo() -> None:
+def run_demo() -> None:
     """ADD, CHECK and DEL a pod namespace through multinic's CNI runtime."""
     console = Console()
     if not console.is_terminal:

@@ -10,7 +10,6 @@ import click
 
 from multinic import __version__
 from multinic.cli.cni_commands import cni
-from multinic.cli.demo_command import demo
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +19,15 @@ def cli() -> None:
 
 
 cli.add_command(cni)
-cli.add_command(demo)
+
+
+@cli.command()
+def demo() -> None:
+    """ADD, CHECK and DEL a pod namespace through multinic's CNI runtime."""
+    # rich is imported only here: `multinic cni ...` start-up is on a pod's path.
+    from multinic.cli.demo_command import run_demo
+
+    run_demo()
 
 
 def main() -> None:

@@ -12,22 +12,22 @@ import binascii
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from multinic.cni.args import CniArgs
 from multinic.cni.errors import CNIError, IOFailureError
 from multinic.cni.types import Result
 
 CACHE_KIND = "cniCacheV1"
+#: A shared, read-only empty default (NamedTuple defaults are shared objects).
+NO_CAPABILITY_ARGS: Mapping[str, Any] = MappingProxyType({})
 DEFAULT_CACHE_DIR = Path("/var/lib/cni")
 
 
-@dataclass(frozen=True)
-class CachedAttachment:
+class CachedAttachment(NamedTuple):
     """What the runtime remembers about one successful ADD."""
 
     network_name: str
@@ -36,7 +36,7 @@ class CachedAttachment:
     config: bytes
     netns: str = ""
     cni_args: CniArgs = ()
-    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    capability_args: Mapping[str, Any] = NO_CAPABILITY_ARGS
     result: Mapping[str, Any] | None = None
 
     def to_json(self) -> bytes:
@@ -102,12 +102,13 @@ class ResultCache:
         target = self.path(entry.network_name, entry.container_id, entry.ifname)
         try:
             self.results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.results_dir, prefix=".tmp-")
+            tmp = self.results_dir / f".tmp-{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with contextlib.ExitStack() as undo:
-                undo.callback(_unlink_quietly, Path(tmp))
+                undo.callback(_unlink_quietly, tmp)
                 with os.fdopen(fd, "wb") as out:
                     out.write(entry.to_json())
-                Path(tmp).replace(target)
+                tmp.replace(target)
                 undo.pop_all()
         except OSError as exc:
             raise IOFailureError(f"cannot write result cache {target}", str(exc)) from exc

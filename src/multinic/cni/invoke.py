@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from multinic.cni.errors import ErrorCode, InvalidConfigError, PluginError, error_from_dict
@@ -33,7 +32,6 @@ def find_plugin(plugin_type: str, search_path: Sequence[Path]) -> Path:
     )
 
 
-@dataclass(frozen=True)
 class PluginExecutor:
     """Runs a plugin executable with CNI_* variables and a config on stdin.
 
@@ -41,7 +39,8 @@ class PluginExecutor:
     start or, worse, its delete; it is killed and the call fails with code 11.
     """
 
-    timeout: float | None = 120.0
+    def __init__(self, timeout: float | None = 120.0) -> None:
+        self.timeout = timeout
 
     def execute(self, plugin: Path, cni_env: Mapping[str, str], stdin: bytes) -> bytes:
         """Run ``plugin`` and return its stdout, or raise the error it reported."""

@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from multinic.cni.args import CniArgs, format_cni_args, validate_container_id, validate_ifname
-from multinic.cni.cache import DEFAULT_CACHE_DIR, CachedAttachment, ResultCache, cached_result
+from multinic.cni.cache import (
+    DEFAULT_CACHE_DIR,
+    NO_CAPABILITY_ARGS,
+    CachedAttachment,
+    ResultCache,
+    cached_result,
+)
 from multinic.cni.config import (
     VALID_ATTACHMENTS_KEYS,
     Attachment,
@@ -34,19 +39,17 @@ from multinic.cni.types import Result
 from multinic.cni.version import CHECK_SINCE, GC_SINCE, LATEST_VERSION, at_least
 
 
-@dataclass(frozen=True)
-class RuntimeConf:
+class RuntimeConf(NamedTuple):
     """Who is being attached: the container, its namespace, the interface name."""
 
     container_id: str
     netns: str
     ifname: str = "eth0"
     args: CniArgs = ()
-    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    capability_args: Mapping[str, Any] = NO_CAPABILITY_ARGS
 
 
-@dataclass(frozen=True)
-class VersionInfo:
+class VersionInfo(NamedTuple):
     """A plugin's answer to VERSION."""
 
     cni_version: str
