@@ -138,7 +138,9 @@ def run(
     return status, json.loads(out) if out else None
 
 
-def error_of(environ: Mapping[str, str], stdin: bytes, plugin: RecordingPlugin | None = None) -> Any:
+def error_of(
+    environ: Mapping[str, str], stdin: bytes, plugin: RecordingPlugin | None = None
+) -> Any:
     status, obj = run(environ, stdin, plugin)
     assert status == 1
     assert isinstance(obj, dict)
@@ -199,12 +201,6 @@ def test_an_empty_variable_counts_as_missing() -> None:
     assert "CNI_NETNS" in err["msg"]
 
 
-@pytest.mark.xfail(
-    reason="BUG (minor): missing variables are printed as a Python list repr "
-    "(['CNI_NETNS', 'CNI_PATH']) instead of libcni's [CNI_NETNS,CNI_PATH]; "
-    "_command() in the same module already uses the libcni form",
-    strict=True,
-)
 def test_missing_variables_message_matches_libcni() -> None:
     env = full_env("ADD")
     del env["CNI_NETNS"], env["CNI_PATH"]
@@ -277,11 +273,6 @@ def test_invalid_container_id_is_code_4(container_id: str) -> None:
     assert plugin.calls == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: CONTAINER_ID_RE ends in '$', which also matches before a trailing "
-    "newline, so 'abc\\n' is accepted (Go's regexp does not); use fullmatch or \\Z",
-    strict=True,
-)
 def test_container_id_with_trailing_newline_is_rejected() -> None:
     err = error_of(full_env("ADD", CNI_CONTAINERID="abc\n"), conf())
     assert err["code"] == 4
@@ -335,9 +326,7 @@ def test_undecodable_config_is_code_6(stdin: bytes) -> None:
     assert plugin.calls == []
 
 
-@pytest.mark.parametrize(
-    "name", [None, "", 7, ["net1"], "-net", "net/1", "net 1", "net:1", "ünet"]
-)
+@pytest.mark.parametrize("name", [None, "", 7, ["net1"], "-net", "net/1", "net 1", "net:1", "ünet"])
 def test_missing_or_invalid_name_is_code_7(name: object) -> None:
     obj: dict[str, Any] = {"cniVersion": "1.0.0", "type": "recorder"}
     if name is not None:
@@ -348,11 +337,6 @@ def test_missing_or_invalid_name_is_code_7(name: object) -> None:
     assert plugin.calls == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: NETWORK_NAME_RE ends in '$', which also matches before a trailing "
-    "newline, so the name 'net1\\n' is accepted; use fullmatch or \\Z",
-    strict=True,
-)
 def test_network_name_with_trailing_newline_is_code_7() -> None:
     stdin = json.dumps({"cniVersion": "1.0.0", "name": "net1\n", "type": "x"}).encode()
     err = error_of(full_env("ADD"), stdin)
@@ -605,8 +589,9 @@ GOOD_ENVIRONS = st.builds(full_env, st.sampled_from(["ADD", "DEL", "CHECK", "GC"
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=12,
 )
 JSON_OBJECTS = st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=5)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from multinic.cni.errors import InvalidEnvironmentError
 
 #: libcni's rule: starts alphanumeric, then alphanumerics, '_', '.', '-'. No path separators.
-CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 #: The kernel's IFNAMSIZ is 16 bytes including the terminating NUL.
 MAX_IFNAME_BYTES = 15
 
@@ -37,7 +37,7 @@ def validate_container_id(container_id: str) -> str:
     """Reject an empty id or one that could escape a directory (it names cache files)."""
     if not container_id:
         raise InvalidEnvironmentError("missing containerID", "CNI_CONTAINERID is empty")
-    if not CONTAINER_ID_RE.match(container_id):
+    if not CONTAINER_ID_RE.fullmatch(container_id):
         raise InvalidEnvironmentError("invalid characters in containerID", container_id)
     return container_id
 

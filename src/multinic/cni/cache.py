@@ -55,7 +55,7 @@ class CachedAttachment(NamedTuple):
         if self.capability_args:
             obj["capabilityArgs"] = dict(self.capability_args)
         if self.result is not None:
-            obj["result"] = dict(self.result)
+            obj["result"] = _in_libcni_key_order(self.result)
         return json.dumps(obj, separators=(",", ":")).encode()
 
     @classmethod
@@ -167,6 +167,14 @@ def cached_result(data: bytes, cni_version: str) -> Result | None:
     return Result.from_dict(raw, str(version)).convert(cni_version)
 
 
+def _in_libcni_key_order(result: Mapping[str, Any]) -> Any:
+    """libcni re-encodes a 1.x result through a Go map: keys sorted at every level."""
+    version = result.get("cniVersion")
+    if isinstance(version, str) and not version.startswith("0."):
+        return json.loads(json.dumps(result, sort_keys=True))
+    return dict(result)
+
+
 def _text(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str):
@@ -175,5 +183,7 @@ def _text(obj: Mapping[str, Any], key: str) -> str:
 
 
 def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # Like libcni: once every plugin's DEL succeeded, a cache file that cannot be
+    # removed must not turn the DEL into a failure (nor hide a rollback's cause).
+    with contextlib.suppress(OSError):
         path.unlink()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from multinic.cni.config import (
+    NETWORK_NAME_RE,
     NetworkConfigList,
     decode_json_object,
     parse_network_config,
@@ -72,8 +73,10 @@ def load_file(path: Path) -> NetworkConfigList:
         return parse_network_config(data, path)
     head = decode_json_object(data, f"network config list {str(path)!r}")
     extra: list[dict[str, Any]] = []
-    if not _inlined_only(head) and isinstance(head.get("name"), str) and head["name"]:
-        extra = _directory_plugins(path.parent / head["name"])
+    name = head.get("name")
+    # Only a valid name may become a directory: "../x" must not read outside.
+    if not _inlined_only(head) and isinstance(name, str) and NETWORK_NAME_RE.fullmatch(name):
+        extra = _directory_plugins(path.parent / name)
     return parse_network_config_list(data, path, extra_plugins=extra)
 
 
@@ -83,8 +86,6 @@ def _inlined_only(head: dict[str, Any]) -> bool:
 
 
 def _directory_plugins(directory: Path) -> list[dict[str, Any]]:
-    if "/" in directory.name or directory.name in (".", ".."):
-        return []
     return [
         decode_json_object(_read(path), f"plugin config {str(path)!r}")
         for path in config_files(directory, (".conf",))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pathlib is not worth its import time on the plugin path
     from pathlib import Path
 
 #: SPEC.md: a network name starts alphanumeric, then alphanumerics, '_', '.', '-'.
-NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 
 #: GC's list of attachments to keep; the first key is SPEC 1.1.0's, the second
 #: the name used by an earlier draft that some runtimes still send.
@@ -222,7 +222,7 @@ def _network_name(obj: Mapping[str, Any], where: str) -> str:
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidConfigError(f"invalid {where}", "'name' is missing")
-    if not NETWORK_NAME_RE.match(name):
+    if not NETWORK_NAME_RE.fullmatch(name):
         raise InvalidConfigError(
             f"invalid {where}",
             f"name {name!r} must start with a letter or digit, then letters, digits, '_', '.', '-'",

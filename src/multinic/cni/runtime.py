@@ -80,22 +80,11 @@ class Runtime:
         try:
             for plugin in net.plugins:
                 result = self._add_one(plugin, net, version, result, rt)
+            final = (result or Result(version)).convert(version)
+            self.cache.save(self._cache_entry(net, rt, final))
         except CNIError as err:
-            self._roll_back(net, rt, err)
+            self._roll_back(net, version, result, rt, err)
             raise
-        final = (result or Result(version)).convert(version)
-        self.cache.save(
-            CachedAttachment(
-                network_name=net.name,
-                container_id=rt.container_id,
-                ifname=rt.ifname,
-                config=net.source_bytes,
-                netns=rt.netns,
-                cni_args=rt.args,
-                capability_args=rt.capability_args,
-                result=final.to_dict(),
-            )
-        )
         return final
 
     def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
@@ -158,7 +147,7 @@ class Runtime:
             return
         for plugin in net.plugins:
             conf = {**plugin.raw, "name": net.name, "cniVersion": version}
-            self._call(plugin, "STATUS", _encode(conf), RuntimeConf("", ""))
+            self._call(plugin, "STATUS", _encode(conf), _NO_ATTACHMENT)
 
     def version_info(self, plugin_type: str) -> VersionInfo:
         """Ask a plugin which spec versions it supports."""
@@ -219,11 +208,39 @@ class Runtime:
                 code=DecodingError.default_code,
             ) from err
 
-    def _roll_back(self, net: NetworkConfigList, rt: RuntimeConf, err: CNIError) -> None:
-        try:
-            self.delete(net, rt)
-        except CNIError as cleanup:
-            err.details = f"{err.details}; rollback DEL also failed: {cleanup}".lstrip("; ")
+    def _roll_back(
+        self,
+        net: NetworkConfigList,
+        version: str,
+        partial: Result | None,
+        rt: RuntimeConf,
+        err: CNIError,
+    ) -> None:
+        """DEL every plugin in reverse, best effort: one failing DEL must not stop the rest."""
+        failures = []
+        for plugin in reversed(net.plugins):
+            stdin = self._stdin(plugin, net.name, version, partial, rt)
+            try:
+                self._call(plugin, "DEL", stdin, rt)
+            except CNIError as cleanup:
+                failures.append(str(cleanup))
+        self.cache.remove(net.name, rt.container_id, rt.ifname)
+        if failures:
+            note = "rollback DEL also failed: " + "; ".join(failures)
+            err.details = f"{err.details}; {note}" if err.details else note
+
+    @staticmethod
+    def _cache_entry(net: NetworkConfigList, rt: RuntimeConf, final: Result) -> CachedAttachment:
+        return CachedAttachment(
+            network_name=net.name,
+            container_id=rt.container_id,
+            ifname=rt.ifname,
+            config=net.source_bytes,
+            netns=rt.netns,
+            cni_args=rt.args,
+            capability_args=rt.capability_args,
+            result=final.to_dict(),
+        )
 
     def _gc_plugins(
         self, net: NetworkConfigList, version: str, valid: Sequence[Attachment] | None
@@ -236,7 +253,7 @@ class Runtime:
                 for key in VALID_ATTACHMENTS_KEYS:
                     conf[key] = listed
             try:
-                self._call(plugin, "GC", _encode(conf), RuntimeConf("", ""))
+                self._call(plugin, "GC", _encode(conf), _NO_ATTACHMENT)
             except CNIError as err:
                 failures.append(f"failed to GC plugin {plugin.type}: {err}")
         return failures
@@ -289,6 +306,10 @@ class Runtime:
             file=sys.stderr,
         )
         return current
+
+
+#: GC and STATUS concern no attachment: libcni sends empty CNI_CONTAINERID/NETNS/IFNAME.
+_NO_ATTACHMENT = RuntimeConf("", "", "")
 
 
 def _runtime_conf_of(entry: CachedAttachment) -> RuntimeConf:

@@ -118,7 +118,7 @@ def parse_request(
     missing = [key for key in REQUIRED_ENV[command] if not environ.get(key)]
     if missing:
         raise InvalidEnvironmentError(
-            f"required env variables {missing} missing", f"CNI_COMMAND={command}"
+            f"required env variables [{','.join(missing)}] missing", f"CNI_COMMAND={command}"
         )
     container_id = environ.get("CNI_CONTAINERID", "")
     ifname = environ.get("CNI_IFNAME", "")

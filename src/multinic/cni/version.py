@@ -16,7 +16,7 @@ CHECK_SINCE = "0.4.0"
 #: Spec versions older than this have no GC or STATUS verbs.
 GC_SINCE = "1.1.0"
 
-_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
+_VERSION_RE = re.compile(r"(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})")
 
 Version = tuple[int, int, int]
 
@@ -25,7 +25,7 @@ def parse_version(text: object) -> Version:
     """Parse ``major.minor.patch``; anything else is an incompatible version (code 1)."""
     if not isinstance(text, str):
         raise IncompatibleVersionError("invalid cniVersion", f"{text!r} is not a string")
-    match = _VERSION_RE.match(text)
+    match = _VERSION_RE.fullmatch(text)
     if match is None:
         raise IncompatibleVersionError("invalid cniVersion", f"{text!r} is not major.minor.patch")
     major, minor, patch = (int(part) for part in match.groups())
