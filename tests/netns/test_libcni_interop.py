@@ -149,11 +149,14 @@ def test_cache_entries_have_the_same_shape(
     assert ours["kind"] == theirs["kind"] == "cniCacheV1"
     assert base64.b64decode(ours["config"]) == base64.b64decode(theirs["config"])
     assert base64.b64decode(ours["config"]) == (node.conf_dir / "10-shared.conflist").read_bytes()
-    assert set(ours["result"]) == set(theirs["result"])
-    assert [set(i) for i in ours["result"]["interfaces"]] == [
-        set(i) for i in theirs["result"]["interfaces"]
+    # Same keys in the same order at every level (libcni sorts them).
+    assert list(ours["result"]) == list(theirs["result"])
+    assert [list(i) for i in ours["result"]["interfaces"]] == [
+        list(i) for i in theirs["result"]["interfaces"]
     ]
-    assert [set(ip) for ip in ours["result"]["ips"]] == [set(ip) for ip in theirs["result"]["ips"]]
+    assert [list(ip) for ip in ours["result"]["ips"]] == [
+        list(ip) for ip in theirs["result"]["ips"]
+    ]
     node.runtime.delete(node.net, theirs_rt)
     node.runtime.delete(node.net, ours_rt)
 

@@ -155,9 +155,9 @@ def _encode_result(result: Result) -> dict[str, Any]:
         out["ips"] = [_encode_ip(ip, tagged) for ip in result.ips]
     if result.routes:
         out["routes"] = [_encode_route(r, has_1_1) for r in result.routes]
-    # Like libcni: 0.x always writes "dns" (a Go struct), 1.x leaves an empty one out.
-    if tagged or result.dns:
-        out["dns"] = _encode_dns(result.dns)
+    # Always written, as the reference libcni on Debian (1.1) does; libcni 1.2+
+    # leaves an empty one out of 1.x results. Readers accept both.
+    out["dns"] = _encode_dns(result.dns)
     return out
 
 
