@@ -838,3 +838,14 @@ def test_add_result_round_trips_through_the_public_result_type(lab: Lab) -> None
     result = lab.runtime().add(lab.net("alpha", version="0.4.0"), RT)
     assert Result.from_dict(result.to_dict()) == result
     assert result.to_dict()["ips"] == [{"version": "4", "interface": 0, "address": "10.0.1.2/24"}]
+
+
+def test_del_of_a_corrupt_cache_entry_goes_on_without_prev_result(lab: Lab) -> None:
+    path = lab.cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('{"kind": "cniCacheV1", "containerId": 7, "ifName": "eth0"}')
+    lab.runtime().delete(lab.net("alpha", version="1.0.0"), RT)
+    [call] = lab.calls()
+    assert call["command"] == "DEL"
+    assert "prevResult" not in call["stdin"]
+    assert not path.exists()

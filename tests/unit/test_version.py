@@ -82,10 +82,6 @@ def test_parse_version_rejects_non_strings_with_code_1(value):
     assert err.value.details == f"{value!r} is not a string"
 
 
-@pytest.mark.xfail(
-    reason="BUG: _VERSION_RE ends in '$', which also matches before a trailing newline",
-    strict=True,
-)
 def test_parse_version_rejects_a_trailing_newline():
     with pytest.raises(IncompatibleVersionError):
         parse_version("1.0.0\n")

@@ -12,13 +12,14 @@ import binascii
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from multinic.cni.args import CniArgs
-from multinic.cni.errors import CNIError, IOFailureError
+from multinic.cni.errors import CNIError, DecodingError, IOFailureError
 from multinic.cni.types import Result
 
 CACHE_KIND = "cniCacheV1"
@@ -52,11 +53,12 @@ class CachedAttachment(NamedTuple):
             obj["netns"] = self.netns
         if self.cni_args:
             obj["cniArgs"] = [list(pair) for pair in self.cni_args]
+        # capabilityArgs and result are Go maps in libcni: keys sorted at every level.
         if self.capability_args:
-            obj["capabilityArgs"] = dict(self.capability_args)
+            obj["capabilityArgs"] = _sorted_keys(self.capability_args)
         if self.result is not None:
-            obj["result"] = _in_libcni_key_order(self.result)
-        return json.dumps(obj, separators=(",", ":")).encode()
+            obj["result"] = _sorted_keys(self.result)
+        return _go_json(obj)
 
     @classmethod
     def from_json(cls, data: bytes) -> CachedAttachment | None:
@@ -153,26 +155,42 @@ def cached_result(data: bytes, cni_version: str) -> Result | None:
 
     Older libcni wrote the bare result JSON to the same path; that is read too.
     """
-    entry = CachedAttachment.from_json(data)
-    if entry is not None:
-        raw: object = entry.result
-    else:
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            return None
+    try:
+        raw: object = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(raw, dict) and raw.get("kind") == CACHE_KIND:
+        entry = CachedAttachment.from_json(data)
+        if entry is None:
+            raise DecodingError(
+                "corrupt result cache entry", "a cniCacheV1 field has the wrong type"
+            )
+        raw = entry.result
     if not isinstance(raw, dict):
         return None
     version = raw.get("cniVersion") or cni_version
     return Result.from_dict(raw, str(version)).convert(cni_version)
 
 
-def _in_libcni_key_order(result: Mapping[str, Any]) -> Any:
-    """libcni re-encodes a 1.x result through a Go map: keys sorted at every level."""
-    version = result.get("cniVersion")
-    if isinstance(version, str) and not version.startswith("0."):
-        return json.loads(json.dumps(result, sort_keys=True))
-    return dict(result)
+def _sorted_keys(obj: Mapping[str, Any]) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+#: Go's encoding/json escapes these for HTML safety and writes other text as UTF-8.
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+
+
+def _go_json(obj: object) -> bytes:
+    """Compact JSON byte-for-byte as Go's json.Marshal writes it (given the same key order)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], text).encode()
 
 
 def _text(obj: Mapping[str, Any], key: str) -> str:

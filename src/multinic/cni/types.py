@@ -259,11 +259,7 @@ def _decode_interface(data: object, where: str) -> Interface:
 
 def _decode_ip(data: object, where: str, tagged: bool) -> IPConfig:
     obj = _expect_object(data, where)
-    address_text = _string(obj, "address", where, required=True)
-    if "/" not in address_text:
-        raise DecodingError(
-            "invalid result", f"{where}.address {address_text!r} has no prefix length"
-        )
+    address_text = _cidr_text(obj, "address", where)
     address: IPInterface = _parse(ipaddress.ip_interface, address_text, f"{where}.address")
     gateway_text = _string(obj, "gateway", where)
     gateway: IPAddress | None = None
@@ -282,7 +278,7 @@ def _decode_ip(data: object, where: str, tagged: bool) -> IPConfig:
 
 def _decode_route(data: object, where: str) -> Route:
     obj = _expect_object(data, where)
-    dst_text = _string(obj, "dst", where, required=True)
+    dst_text = _cidr_text(obj, "dst", where)
     # Like Go's net.ParseCIDR: host bits in a route destination are masked off.
     dst = _parse(_network_masking_host_bits, dst_text, f"{where}.dst")
     gw_text = _string(obj, "gw", where)
@@ -291,6 +287,19 @@ def _decode_route(data: object, where: str) -> Route:
         raise DecodingError("invalid result", f"{where}: gw {gw} is not IPv{dst.version}")
     extras = {key: _integer(obj, key, where) for key in _ROUTE_FIELDS_1_1}
     return Route(dst, gw, **extras)
+
+
+def _cidr_text(obj: Mapping[str, Any], key: str, where: str) -> str:
+    """A CIDR string as Go's net.ParseCIDR takes it: address, '/', a decimal prefix length."""
+    text = _string(obj, key, where, required=True)
+    _, slash, prefix = text.partition("/")
+    if not slash:
+        raise DecodingError("invalid result", f"{where}.{key} {text!r} has no prefix length")
+    if not (prefix.isdigit() and prefix.isascii()):
+        raise DecodingError(
+            "invalid result", f"{where}.{key} {text!r}: the prefix length must be a number"
+        )
+    return text
 
 
 def _network_masking_host_bits(text: str) -> IPNetwork:
