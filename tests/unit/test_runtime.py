@@ -11,9 +11,13 @@ sleep, or kill itself.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -849,3 +853,47 @@ def test_del_of_a_corrupt_cache_entry_goes_on_without_prev_result(lab: Lab) -> N
     assert call["command"] == "DEL"
     assert "prevResult" not in call["stdin"]
     assert not path.exists()
+
+
+HANGING_PLUGIN_WITH_A_CHILD = """\
+#!{python}
+import os, subprocess, sys, time
+if os.environ.get("CNI_COMMAND") == "VERSION":
+    print('{{"cniVersion": "1.1.0", "supportedVersions": ["1.0.0"]}}')
+    sys.exit(0)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open({pid_file!r}, "w") as out:
+    out.write(str(child.pid))
+time.sleep(60)
+"""
+
+
+def test_timeout_kills_the_plugin_and_what_it_started(lab: Lab) -> None:
+    pid_file = lab.root / "child.pid"
+    script = lab.bin / "hangs"
+    script.write_text(
+        HANGING_PLUGIN_WITH_A_CHILD.format(python=sys.executable, pid_file=str(pid_file))
+    )
+    script.chmod(0o755)
+    with pytest.raises(PluginError) as info:
+        lab.runtime(timeout=1.0).check(lab.net({"type": "hangs"}, version="1.0.0"), RT)
+    assert info.value.code == 11
+    child = int(pid_file.read_text())
+    try:
+        # The child was SIGKILLed with its group; once reaped by init it is gone for good.
+        for _ in range(100):
+            if _proc_state(child) == "Z":
+                break
+            time.sleep(0.05)
+        assert _proc_state(child) == "Z"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter in /proc/PID/stat; a process that is gone counts as a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -18,6 +19,8 @@ from multinic.cni.errors import ErrorCode, InvalidConfigError, PluginError, erro
 _QUOTE_LIMIT = 400
 _TEXT_BUSY_RETRIES = 6
 _TEXT_BUSY_PAUSE = 0.2
+#: Seconds to collect a killed plugin's last stderr.
+_REAP_GRACE = 2.0
 
 
 def find_plugin(plugin_type: str, search_path: Sequence[Path]) -> Path:
@@ -71,19 +74,39 @@ class PluginExecutor:
         # A plugin just written by an installer can be "text file busy" for a moment.
         for attempt in range(_TEXT_BUSY_RETRIES):
             try:
-                return subprocess.run(
-                    [str(plugin)],
-                    input=stdin,
-                    capture_output=True,
-                    env=dict(env),
-                    timeout=self.timeout,
-                    check=False,
-                )
+                return self._run_once(plugin, env, stdin)
             except OSError as exc:
                 if exc.errno != errno.ETXTBSY or attempt == _TEXT_BUSY_RETRIES - 1:
                     raise
                 time.sleep(_TEXT_BUSY_PAUSE)
         raise AssertionError("unreachable")
+
+    def _run_once(
+        self, plugin: Path, env: Mapping[str, str], stdin: bytes
+    ) -> subprocess.CompletedProcess[bytes]:
+        # Its own process group, so a timeout kills what the plugin started too
+        # (an IPAM plugin it delegated to), not only the plugin itself.
+        with subprocess.Popen(
+            [str(plugin)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                stderr = b""
+                # Something that left the group may still hold the pipes: do not wait on it.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    _, stderr = proc.communicate(timeout=_REAP_GRACE)
+                raise subprocess.TimeoutExpired(
+                    proc.args, self.timeout or 0, stderr=stderr
+                ) from None
+            return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def decode_output(plugin_name: str, stdout: bytes) -> object:
