@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.conflists import bridge_conflist  # noqa: E402
 from tests.support.refruntime import build_refruntime, refruntime  # noqa: E402
 
 from multinic.cni.conffiles import load_network  # noqa: E402
@@ -42,23 +43,8 @@ NETWORK = "bench-net"
 
 
 def write_conflist(conf_dir: Path, data_dir: Path, bridge: str) -> None:
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": NETWORK,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": "198.18.40.0/24"}]],
-                    "dataDir": str(data_dir),
-                },
-            },
-            {"type": "tuning", "mtu": 1450},
-        ],
-    }
+    tuning = {"type": "tuning", "mtu": 1450}
+    conflist = bridge_conflist(NETWORK, bridge, data_dir, "198.18.40.0/24", then=(tuning,))
     conf_dir.mkdir(parents=True)
     (conf_dir / "10-bench.conflist").write_text(json.dumps(conflist))
 

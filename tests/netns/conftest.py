@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -33,25 +34,25 @@ def runtime(reference_plugins: Path, tmp_path: Path) -> Runtime:
     return Runtime([reference_plugins], cache_dir=tmp_path / "cache")
 
 
+@contextlib.contextmanager
+def _scratch_pod() -> Iterator[str]:
+    name = unique("mnt-pod-")
+    with lab.scratch_netns(name):
+        yield name
+
+
 @pytest.fixture
 def pod() -> Iterator[str]:
     """A fresh named namespace standing in for a pod, removed after the test."""
-    name = unique("mnt-pod-")
-    lab.create_netns(name)
-    try:
+    with _scratch_pod() as name:
         yield name
-    finally:
-        lab.delete_netns(name)
 
 
 @pytest.fixture
 def pod2() -> Iterator[str]:
-    name = unique("mnt-pod-")
-    lab.create_netns(name)
-    try:
+    """A second pod, for tests about two attachments."""
+    with _scratch_pod() as name:
         yield name
-    finally:
-        lab.delete_netns(name)
 
 
 def _new_links_settled(before: set[str], patience: float = 3.0) -> set[str]:

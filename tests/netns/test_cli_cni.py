@@ -14,6 +14,7 @@ import pytest
 
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
+from tests.support.conflists import bridge_conflist
 
 MULTINIC = Path(sys.executable).parent / "multinic"
 
@@ -24,22 +25,7 @@ def cli_env(tmp_path: Path, host_links: list[str]) -> dict[str, str]:
     host_links.append(bridge)
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "cli-net",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": "198.18.20.0/24"}]],
-                    "dataDir": str(tmp_path / "ipam"),
-                },
-            }
-        ],
-    }
+    conflist = bridge_conflist("cli-net", bridge, tmp_path / "ipam", "198.18.20.0/24")
     (conf_dir / "10-cli.conflist").write_text(json.dumps(conflist))
     return {
         **os.environ,

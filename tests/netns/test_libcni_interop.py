@@ -19,6 +19,7 @@ from multinic.cni.config import Attachment
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
+from tests.support.conflists import bridge_conflist
 from tests.support.refruntime import build_refruntime, refruntime
 
 NETWORK = "shared-net"
@@ -37,23 +38,13 @@ class SharedNode:
         self.cache_dir = root / "cache"
         self.data_dir = root / "ipam"
         self.conf_dir.mkdir()
-        conflist = {
-            "cniVersion": "1.0.0",
-            "name": NETWORK,
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": True,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": "198.18.30.0/24"}]],
-                        "dataDir": str(self.data_dir),
-                    },
-                },
-                {"type": "tuning", "mtu": 1450},
-            ],
-        }
+        conflist = bridge_conflist(
+            NETWORK,
+            bridge,
+            self.data_dir,
+            "198.18.30.0/24",
+            then=({"type": "tuning", "mtu": 1450},),
+        )
         (self.conf_dir / "10-shared.conflist").write_text(json.dumps(conflist, indent=2))
         self.net = load_network(self.conf_dir, NETWORK)
         self.runtime = Runtime([REFERENCE_PLUGIN_DIR], cache_dir=self.cache_dir)

@@ -20,34 +20,27 @@ from multinic.cni.errors import CNIError
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import unique
+from tests.support.conflists import bridge_plugin, conflist, host_local
 
 SUBNET_V4 = ipaddress.ip_network("198.18.10.0/24")
 SUBNET_V6 = ipaddress.ip_network("fd00:18:10::/64")
 
 
-def conflist(
-    name: str, *plugins: dict[str, Any], versions: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "cniVersions": versions or ["0.4.0", "1.0.0"],
-        "name": name,
-        "plugins": list(plugins),
-    }
-
-
-def host_local(
-    data_dir: Path, *subnets: ipaddress.IPv4Network | ipaddress.IPv6Network
-) -> dict[str, Any]:
-    return {
-        "type": "host-local",
-        "ranges": [[{"subnet": str(s)}] for s in subnets],
-        "dataDir": str(data_dir),
-    }
-
-
-def bridge_plugin(bridge: str, ipam: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "bridge", "bridge": bridge, "isGateway": True, "ipam": ipam}
+def bridge_network(
+    name: str,
+    host_links: list[str],
+    data_dir: Path,
+    *then: dict[str, Any],
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (SUBNET_V4,),
+    versions: list[str] | None = None,
+) -> NetworkConfigList:
+    """bridge (a fresh one, removed after the test) + host-local, then ``then``."""
+    bridge = unique("mntbr")
+    host_links.append(bridge)
+    first = bridge_plugin(bridge, host_local(data_dir, *subnets))
+    return parse_network_config_list(
+        conflist(name, first, *then, versions=versions or ["0.4.0", "1.0.0"])
+    )
 
 
 def attach(pod: str, container_id: str | None = None, ifname: str = "eth0") -> RuntimeConf:
@@ -80,12 +73,8 @@ def assert_cache_entry(runtime: Runtime, net: NetworkConfigList, rt: RuntimeConf
 def test_bridge_host_local_add_check_del(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     data_dir = tmp_path / "ipam"
-    net = parse_network_config_list(
-        conflist("interop-bridge", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
-    )
+    net = bridge_network("interop-bridge", host_links, data_dir)
     rt = attach(pod)
 
     result = runtime.add(net, rt)
@@ -113,10 +102,9 @@ def test_bridge_host_local_add_check_del(
 def test_dual_stack_bridge(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
-    ipam = host_local(tmp_path / "ipam", SUBNET_V4, SUBNET_V6)
-    net = parse_network_config_list(conflist("interop-dual", bridge_plugin(bridge, ipam)))
+    net = bridge_network(
+        "interop-dual", host_links, tmp_path / "ipam", subnets=(SUBNET_V4, SUBNET_V6)
+    )
     rt = attach(pod)
 
     result = runtime.add(net, rt)
@@ -133,11 +121,7 @@ def test_dual_stack_bridge(
 def test_check_reports_drift(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
-    net = parse_network_config_list(
-        conflist("interop-drift", bridge_plugin(bridge, host_local(tmp_path / "ipam", SUBNET_V4)))
-    )
+    net = bridge_network("interop-drift", host_links, tmp_path / "ipam")
     rt = attach(pod)
     result = runtime.add(net, rt)
 
@@ -209,21 +193,13 @@ def test_macvlan_on_a_veth_parent(
 def test_bridge_then_tuning_chain(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     tuning = {
         "type": "tuning",
         "mtu": 1360,
         "mac": "02:00:5e:10:00:42",
         "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"},
     }
-    net = parse_network_config_list(
-        conflist(
-            "interop-tuning",
-            bridge_plugin(bridge, host_local(tmp_path / "ipam", SUBNET_V4)),
-            tuning,
-        )
-    )
+    net = bridge_network("interop-tuning", host_links, tmp_path / "ipam", tuning)
     rt = attach(pod)
 
     result = runtime.add(net, rt)
@@ -244,12 +220,8 @@ def test_bridge_then_tuning_chain(
 def test_gc_with_empty_valid_list_releases_everything_cached(
     runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     data_dir = tmp_path / "ipam"
-    net = parse_network_config_list(
-        conflist("interop-gc", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
-    )
+    net = bridge_network("interop-gc", host_links, data_dir)
     first, second = attach(pod), attach(pod2)
     runtime.add(net, first)
     runtime.add(net, second)
@@ -266,12 +238,8 @@ def test_gc_with_empty_valid_list_releases_everything_cached(
 def test_gc_keeps_valid_attachments(
     runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
 ) -> None:
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     data_dir = tmp_path / "ipam"
-    net = parse_network_config_list(
-        conflist("interop-gc-keep", bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)))
-    )
+    net = bridge_network("interop-gc-keep", host_links, data_dir)
     kept, stale = attach(pod), attach(pod2)
     kept_ip = runtime.add(net, kept).ips[0].address.ip
     runtime.add(net, stale)
@@ -291,16 +259,8 @@ def test_unsupported_version_fails_cleanly(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
     """The reference plugins here speak up to 1.0.0: a 1.1.0 list fails with code 1."""
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     data_dir = tmp_path / "ipam"
-    net = parse_network_config_list(
-        conflist(
-            "interop-version",
-            bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)),
-            versions=["1.0.0", "1.1.0"],
-        )
-    )
+    net = bridge_network("interop-version", host_links, data_dir, versions=["1.0.0", "1.1.0"])
     rt = attach(pod)
 
     with pytest.raises(CNIError) as failure:
@@ -317,17 +277,9 @@ def test_failed_chain_is_rolled_back(
     runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
 ) -> None:
     """tuning refuses a sysctl outside the interface: bridge's work must be undone."""
-    bridge = unique("mntbr")
-    host_links.append(bridge)
     data_dir = tmp_path / "ipam"
     bad_tuning = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}}
-    net = parse_network_config_list(
-        conflist(
-            "interop-rollback",
-            bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)),
-            bad_tuning,
-        )
-    )
+    net = bridge_network("interop-rollback", host_links, data_dir, bad_tuning)
     rt = attach(pod)
 
     with pytest.raises(CNIError) as failure:
