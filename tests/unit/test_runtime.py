@@ -897,3 +897,15 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):
         return "Z"
+
+
+@pytest.mark.parametrize("verb", ["check", "delete"])
+@pytest.mark.parametrize(("container_id", "ifname"), [("../../etc", "eth0"), ("c1", "../x")])
+def test_ids_that_could_escape_the_cache_dir_are_refused(
+    lab: Lab, verb: str, container_id: str, ifname: str
+) -> None:
+    net = lab.net("alpha", version="1.0.0")
+    with pytest.raises(CNIError) as info:
+        getattr(lab.runtime(), verb)(net, RuntimeConf(container_id, "/var/run/netns/p", ifname))
+    assert info.value.code == 4
+    assert lab.calls() == []

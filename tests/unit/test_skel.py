@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -893,3 +894,25 @@ def test_executable_plugin_with_bad_env_exits_1_with_code_4(tiny_plugin: Path) -
     obj = json.loads(done.stdout)
     assert obj["code"] == 4
     assert done.stderr == b""
+
+
+def test_executable_plugin_that_cannot_read_stdin_answers_code_5(
+    tiny_plugin: Path, tmp_path: Path
+) -> None:
+    # A file opened write-only is a real descriptor whose read() fails (EBADF).
+    fd = os.open(tmp_path / "write-only", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        done = subprocess.run(
+            [str(tiny_plugin)],
+            stdin=fd,
+            env=full_env("ADD"),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(fd)
+    assert done.returncode == 1
+    obj = json.loads(done.stdout)
+    assert obj["code"] == 5
+    assert obj["msg"] == "error reading from stdin"

@@ -74,8 +74,7 @@ class Runtime:
     def add(self, net: NetworkConfigList, rt: RuntimeConf) -> Result:
         """ADD every plugin in order, each given the previous result; cache the last."""
         version = net.negotiated_version()
-        validate_container_id(rt.container_id)
-        validate_ifname(rt.ifname)
+        _validate_attachment(rt)
         result: Result | None = None
         try:
             for plugin in net.plugins:
@@ -97,6 +96,7 @@ class Runtime:
             )
         if net.disable_check:
             return
+        _validate_attachment(rt)
         prev = self.cached_result(net, rt)
         for plugin in net.plugins:
             self._call(plugin, "CHECK", self._stdin(plugin, net.name, version, prev, rt), rt)
@@ -104,6 +104,7 @@ class Runtime:
     def delete(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL every plugin in reverse order with the cached result, then drop the cache."""
         version = net.negotiated_version()
+        _validate_attachment(rt)
         prev: Result | None = None
         if at_least(version, CHECK_SINCE):
             try:
@@ -152,7 +153,7 @@ class Runtime:
     def version_info(self, plugin_type: str) -> VersionInfo:
         """Ask a plugin which spec versions it supports."""
         stdin = _encode({"cniVersion": LATEST_VERSION})
-        env = {"CNI_COMMAND": "VERSION", "CNI_PATH": self._cni_path()}
+        env = self._env("VERSION", _NO_ATTACHMENT)
         out = self.executor.execute(find_plugin(plugin_type, self.plugin_path), env, stdin)
         obj = decode_output(plugin_type, out)
         versions = obj.get("supportedVersions") if isinstance(obj, dict) else None
@@ -274,19 +275,19 @@ class Runtime:
         return _encode(conf)
 
     def _call(self, plugin: PluginConfig, command: str, stdin: bytes, rt: RuntimeConf) -> bytes:
-        env = {
+        executable = find_plugin(plugin.type, self.plugin_path)
+        return self.executor.execute(executable, self._env(command, rt), stdin)
+
+    def _env(self, command: str, rt: RuntimeConf) -> dict[str, str]:
+        # All six are always set, so nothing leaks in from the runtime's own environment.
+        return {
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": rt.container_id,
             "CNI_NETNS": rt.netns,
             "CNI_IFNAME": rt.ifname,
             "CNI_ARGS": format_cni_args(rt.args),
-            "CNI_PATH": self._cni_path(),
+            "CNI_PATH": ":".join(str(p) for p in self.plugin_path),
         }
-        executable = find_plugin(plugin.type, self.plugin_path)
-        return self.executor.execute(executable, env, stdin)
-
-    def _cni_path(self) -> str:
-        return ":".join(str(p) for p in self.plugin_path)
 
     def _config_of(self, entry: CachedAttachment, current: NetworkConfigList) -> NetworkConfigList:
         inlined = current.raw.get("plugins")
@@ -310,6 +311,12 @@ class Runtime:
 
 #: GC and STATUS concern no attachment: libcni sends empty CNI_CONTAINERID/NETNS/IFNAME.
 _NO_ATTACHMENT = RuntimeConf("", "", "")
+
+
+def _validate_attachment(rt: RuntimeConf) -> None:
+    # Both name the cache file: an id like "../x" must never reach a path.
+    validate_container_id(rt.container_id)
+    validate_ifname(rt.ifname)
 
 
 def _runtime_conf_of(entry: CachedAttachment) -> RuntimeConf:

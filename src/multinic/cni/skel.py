@@ -21,6 +21,7 @@ from multinic.cni.errors import (
     IncompatibleVersionError,
     InternalError,
     InvalidEnvironmentError,
+    IOFailureError,
 )
 from multinic.cni.types import Result
 from multinic.cni.version import CHECK_SINCE, GC_SINCE, LATEST_VERSION, at_least, require_supported
@@ -98,9 +99,10 @@ def main(plugin: Plugin) -> NoReturn:
     try:
         stdin = b"" if command == "VERSION" else sys.stdin.buffer.read()
     except OSError as exc:
-        stdin = b""
-        print(f"{plugin.name}: cannot read stdin: {exc}", file=sys.stderr)
-    status, out = run(plugin, os.environ, stdin)
+        err = IOFailureError("error reading from stdin", str(exc))
+        status, out = 1, _json(err.to_dict(_latest(plugin)))
+    else:
+        status, out = run(plugin, os.environ, stdin)
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     sys.exit(status)
