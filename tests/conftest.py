@@ -33,5 +33,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if skipped and session.exitstatus == 0:
+        reporter.ensure_newline()
         reporter.write_line(f"MULTINIC_NO_SKIP: {skipped} test(s) skipped; failing the run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
