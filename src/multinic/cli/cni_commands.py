@@ -20,9 +20,9 @@ import click
 
 from multinic.cni.args import parse_cni_args
 from multinic.cni.cache import DEFAULT_CACHE_DIR
-from multinic.cni.conffiles import DEFAULT_CONFIG_DIR, load_network
+from multinic.cni.conffiles import DEFAULT_CONFIG_DIR, load_all, load_network
 from multinic.cni.config import Attachment, NetworkConfigList
-from multinic.cni.errors import CNIError
+from multinic.cni.errors import CNIError, IncompatibleVersionError
 from multinic.cni.invoke import PluginExecutor
 from multinic.cni.runtime import Runtime, RuntimeConf
 
@@ -192,3 +192,56 @@ def _attachment(text: str) -> Attachment:
     if not sep or not container_id or not ifname:
         raise click.BadParameter(f"{text!r} is not CONTAINERID/IFNAME", param_hint="--valid")
     return Attachment(container_id, ifname)
+
+
+@cni.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@pass_context
+def list_networks(ctx: CniContext, as_json: bool) -> None:
+    """List the networks in the config dir, in the order a runtime reads them.
+
+    The network of the first valid file by name is marked default: it is the
+    one CRI runtimes (containerd, CRI-O) give pods. Files that fail to parse are
+    listed as problems (exit 1).
+    """
+    networks, problems = _run(lambda: load_all(ctx.conf_dir))
+    # CRI runtimes take the first valid file by name as the default network.
+    by_file = sorted(networks, key=lambda net: net.source.name if net.source else "")
+    default = by_file[0] if by_file else None
+    rows = [_network_row(net, first=net is default) for net in networks]
+    if as_json:
+        click.echo(json.dumps({"networks": rows, "problems": [str(p) for p in problems]}, indent=2))
+    else:
+        _print_network_table(ctx.conf_dir, rows, [str(p) for p in problems])
+    if problems:
+        sys.exit(1)
+
+
+def _network_row(net: NetworkConfigList, *, first: bool) -> dict[str, Any]:
+    try:
+        version = net.negotiated_version()
+    except IncompatibleVersionError as err:
+        version = f"unusable: {err.details}"
+    return {
+        "name": net.name,
+        "file": str(net.source) if net.source else "",
+        "cniVersion": version,
+        "plugins": [plugin.type for plugin in net.plugins],
+        "default": first,
+    }
+
+
+def _print_network_table(conf_dir: Path, rows: list[dict[str, Any]], problems: list[str]) -> None:
+    from rich.console import Console  # only for people; keeps `multinic cni add` lean
+    from rich.table import Table
+
+    table = Table(title=f"networks in {conf_dir}")
+    for column in ("name", "cniVersion", "plugins", "file"):
+        table.add_column(column)
+    for row in rows:
+        name = f"{row['name']} (default)" if row["default"] else row["name"]
+        table.add_row(name, row["cniVersion"], " -> ".join(row["plugins"]), row["file"])
+    console = Console()
+    console.print(table)
+    for problem in problems:
+        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
