@@ -106,8 +106,9 @@ def convert_result(result: Result, cni_version: str, *, strict: bool = False) ->
     """Convert between any two supported versions.
 
     0.3.0, 0.3.1, 0.4.0 and 1.0.0 carry the same information, so conversion
-    among them is lossless. Going below 1.1.0 drops the 1.1.0-only fields, as
-    libcni does; with ``strict`` that loss is an error instead.
+    among them is lossless. Going below 1.1.0 drops the 1.1.0-only fields the
+    older schema has no place for (libcni drops the interface ones but keeps the
+    route ones, its route type being shared); with ``strict`` that is an error.
     """
     require_supported(cni_version, SUPPORTED_VERSIONS)
     if parse_version(cni_version) >= (1, 1, 0):
