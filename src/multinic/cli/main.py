@@ -24,7 +24,7 @@ cli.add_command(cni)
 @cli.command()
 def demo() -> None:
     """ADD, CHECK and DEL a pod namespace through multinic's CNI runtime."""
-    # rich is imported only here: `multinic cni ...` start-up is on a pod's path.
+    # rich is imported only here, so `multinic cni ...` starts without it.
     from multinic.cli.demo_command import run_demo
 
     run_demo()
