@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import stat
+import time
 
 import pytest
 
@@ -479,3 +481,19 @@ def test_cached_result_of_a_corrupt_v1_entry_is_an_error_not_an_empty_result():
     with pytest.raises(DecodingError) as err:
         cached_result(data, "1.0.0")
     assert err.value.code == 6
+
+
+def test_listing_reclaims_abandoned_half_written_files_only(tmp_path):
+    cache = ResultCache(tmp_path)
+    cache.save(CachedAttachment("n", "c", "eth0", b"{}"))
+    abandoned = cache.results_dir / ".tmp-n-c-eth0-123-deadbeef"
+    fresh = cache.results_dir / ".tmp-n-c2-eth0-124-feedbeef"
+    for path in (abandoned, fresh):
+        path.write_text("{half")
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+
+    assert [e.container_id for e in cache.attachments("n")] == ["c"]
+
+    assert not abandoned.exists()
+    assert fresh.exists()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +24,9 @@ from multinic.cni.errors import CNIError, DecodingError, IOFailureError
 from multinic.cni.types import Result
 
 CACHE_KIND = "cniCacheV1"
+#: Half-written cache files; one older than this was left by a process that died.
+_TMP_PREFIX = ".tmp-"
+_ABANDONED_AFTER_SECONDS = 600.0
 #: A shared, read-only empty default (NamedTuple defaults are shared objects).
 NO_CAPABILITY_ARGS: Mapping[str, Any] = MappingProxyType({})
 DEFAULT_CACHE_DIR = Path("/var/lib/cni")
@@ -104,7 +108,9 @@ class ResultCache:
         target = self.path(entry.network_name, entry.container_id, entry.ifname)
         try:
             self.results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self.results_dir / f".tmp-{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
+            tmp = (
+                self.results_dir / f"{_TMP_PREFIX}{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
+            )
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with contextlib.ExitStack() as undo:
                 undo.callback(_unlink_quietly, tmp)
@@ -138,7 +144,8 @@ class ResultCache:
         except OSError as exc:
             raise IOFailureError(f"cannot list result cache {self.results_dir}", str(exc)) from exc
         for path in paths:
-            if path.name.startswith(".tmp-"):
+            if path.name.startswith(_TMP_PREFIX):
+                _remove_if_abandoned(path)
                 continue
             try:
                 entry = CachedAttachment.from_json(path.read_bytes())
@@ -198,6 +205,13 @@ def _text(obj: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{key} is not a string")
     return value
+
+
+def _remove_if_abandoned(path: Path) -> None:
+    # Listing the cache is what GC does: the place to reclaim what a crash left.
+    with contextlib.suppress(OSError):
+        if time.time() - path.stat().st_mtime > _ABANDONED_AFTER_SECONDS:
+            path.unlink()
 
 
 def _unlink_quietly(path: Path) -> None:
