@@ -71,6 +71,11 @@ class CachedAttachment(NamedTuple):
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             return None
+        return cls.from_obj(obj)
+
+    @classmethod
+    def from_obj(cls, obj: object) -> CachedAttachment | None:
+        """Decode a cache file's JSON value, or None when it is not a cniCacheV1 entry."""
         if not isinstance(obj, dict) or obj.get("kind") != CACHE_KIND:
             return None
         try:
@@ -167,7 +172,7 @@ def cached_result(data: bytes, cni_version: str) -> Result | None:
     except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(raw, dict) and raw.get("kind") == CACHE_KIND:
-        entry = CachedAttachment.from_json(data)
+        entry = CachedAttachment.from_obj(raw)
         if entry is None:
             raise DecodingError(
                 "corrupt result cache entry", "a cniCacheV1 field has the wrong type"

@@ -91,7 +91,7 @@ class PluginExecutor:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(env),
+            env=env,
             start_new_session=True,
         ) as proc:
             try:

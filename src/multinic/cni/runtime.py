@@ -112,8 +112,7 @@ class Runtime:
             except CNIError:
                 # An unreadable cache must not make the attachment undeletable.
                 self.cache.remove(net.name, rt.container_id, rt.ifname)
-        for plugin in reversed(net.plugins):
-            self._call(plugin, "DEL", self._stdin(plugin, net.name, version, prev, rt), rt)
+        self._del_chain(net, version, prev, rt, best_effort=False)
         self.cache.remove(net.name, rt.container_id, rt.ifname)
 
     def gc(self, net: NetworkConfigList, valid: Sequence[Attachment] | None) -> None:
@@ -147,7 +146,7 @@ class Runtime:
         if not at_least(version, GC_SINCE):
             return
         for plugin in net.plugins:
-            conf = {**plugin.raw, "name": net.name, "cniVersion": version}
+            conf = _injected(plugin, net.name, version)
             self._call(plugin, "STATUS", _encode(conf), _NO_ATTACHMENT)
 
     def version_info(self, plugin_type: str) -> VersionInfo:
@@ -156,10 +155,10 @@ class Runtime:
         env = self._env("VERSION", _NO_ATTACHMENT)
         out = self.executor.execute(find_plugin(plugin_type, self.plugin_path), env, stdin)
         obj = decode_output(plugin_type, out)
-        versions = obj.get("supportedVersions") if isinstance(obj, dict) else None
-        if not isinstance(versions, list) or not isinstance(obj, dict):
+        if not isinstance(obj, dict) or not isinstance(obj.get("supportedVersions"), list):
             raise PluginError(plugin_type, "VERSION output has no supportedVersions", code=6)
-        return VersionInfo(str(obj.get("cniVersion", "")), tuple(str(v) for v in versions))
+        versions = tuple(str(v) for v in obj["supportedVersions"])
+        return VersionInfo(str(obj.get("cniVersion", "")), versions)
 
     def validate(self, net: NetworkConfigList) -> frozenset[str]:
         """Check every plugin exists and supports the list's version; return their capabilities."""
@@ -218,17 +217,32 @@ class Runtime:
         err: CNIError,
     ) -> None:
         """DEL every plugin in reverse, best effort: one failing DEL must not stop the rest."""
-        failures = []
-        for plugin in reversed(net.plugins):
-            stdin = self._stdin(plugin, net.name, version, partial, rt)
-            try:
-                self._call(plugin, "DEL", stdin, rt)
-            except CNIError as cleanup:
-                failures.append(str(cleanup))
+        failures = self._del_chain(net, version, partial, rt, best_effort=True)
         self.cache.remove(net.name, rt.container_id, rt.ifname)
         if failures:
             note = "rollback DEL also failed: " + "; ".join(failures)
             err.details = f"{err.details}; {note}" if err.details else note
+
+    def _del_chain(
+        self,
+        net: NetworkConfigList,
+        version: str,
+        prev: Result | None,
+        rt: RuntimeConf,
+        *,
+        best_effort: bool,
+    ) -> list[str]:
+        """DEL the plugins in reverse; the first failure raises unless ``best_effort``,
+        which goes on and returns the failures instead."""
+        failures = []
+        for plugin in reversed(net.plugins):
+            try:
+                self._call(plugin, "DEL", self._stdin(plugin, net.name, version, prev, rt), rt)
+            except CNIError as err:
+                if not best_effort:
+                    raise
+                failures.append(str(err))
+        return failures
 
     @staticmethod
     def _cache_entry(net: NetworkConfigList, rt: RuntimeConf, final: Result) -> CachedAttachment:
@@ -248,7 +262,7 @@ class Runtime:
     ) -> list[str]:
         failures = []
         for plugin in net.plugins:
-            conf: dict[str, Any] = {**plugin.raw, "name": net.name, "cniVersion": version}
+            conf = _injected(plugin, net.name, version)
             if valid is not None:
                 listed = [{"containerID": a.container_id, "ifname": a.ifname} for a in valid]
                 for key in VALID_ATTACHMENTS_KEYS:
@@ -262,7 +276,7 @@ class Runtime:
     def _stdin(
         self, plugin: PluginConfig, name: str, version: str, prev: Result | None, rt: RuntimeConf
     ) -> bytes:
-        conf: dict[str, Any] = {**plugin.raw, "name": name, "cniVersion": version}
+        conf = _injected(plugin, name, version)
         if prev is not None:
             conf["prevResult"] = prev.convert(version).to_dict()
         runtime_config = {
@@ -327,6 +341,11 @@ def _runtime_conf_of(entry: CachedAttachment) -> RuntimeConf:
         args=entry.cni_args,
         capability_args=entry.capability_args,
     )
+
+
+def _injected(plugin: PluginConfig, name: str, version: str) -> dict[str, Any]:
+    """The plugin's config as written, with the list's name and version, as libcni injects."""
+    return {**plugin.raw, "name": name, "cniVersion": version}
 
 
 def _encode(conf: Mapping[str, Any]) -> bytes:
