@@ -26,7 +26,14 @@ HEAVY = (
     "traceback",
 )
 
-PLUGIN_PATH_MODULES = ("multinic.cni.skel", "multinic.cni.types", "multinic.cni.config")
+PLUGIN_PATH_MODULES = (
+    "multinic.cni.skel",
+    "multinic.cni.types",
+    "multinic.cni.config",
+    "multinic.cni.spawn",
+    "multinic.plugins.delegate",
+    "multinic.plugins.registry",
+)
 
 
 @pytest.mark.parametrize("module", PLUGIN_PATH_MODULES)

@@ -30,5 +30,19 @@ def demo() -> None:
     run_demo()
 
 
+@cli.command("install-plugins")
+@click.argument("bin_dir", type=click.Path(file_okay=False))
+def install_plugins_command(bin_dir: str) -> None:
+    """Write multinic's plugin executables into BIN_DIR (for example /opt/cni/bin)."""
+    from multinic.plugins.install import install_plugins
+
+    try:
+        written = install_plugins(bin_dir)
+    except OSError as exc:
+        raise click.ClickException(f"cannot install plugins into {bin_dir}: {exc}") from exc
+    for path in written:
+        click.echo(path)
+
+
 def main() -> None:
     cli()

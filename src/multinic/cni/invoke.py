@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -13,10 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from multinic.cni.errors import ErrorCode, InvalidConfigError, PluginError, error_from_dict
+from multinic.cni.errors import ErrorCode, InvalidConfigError, PluginError
+from multinic.cni.outcome import failure, quote
 
-#: How much of a failing plugin's output an error message quotes.
-_QUOTE_LIMIT = 400
 _TEXT_BUSY_RETRIES = 6
 _TEXT_BUSY_PAUSE = 0.2
 #: Seconds to collect a killed plugin's last stderr.
@@ -53,7 +51,7 @@ class PluginExecutor:
             raise PluginError(
                 plugin.name,
                 f"timed out after {self.timeout} s",
-                _quote(exc.stderr or b""),
+                quote(exc.stderr or b""),
                 code=ErrorCode.TRY_AGAIN_LATER,
             ) from exc
         except OSError as exc:
@@ -61,7 +59,7 @@ class PluginExecutor:
                 plugin.name, "cannot execute plugin", str(exc), code=ErrorCode.INTERNAL
             ) from exc
         if done.returncode != 0:
-            raise _failure(plugin.name, done.returncode, done.stdout, done.stderr)
+            raise failure(plugin.name, done.returncode, done.stdout, done.stderr)
         if done.stderr:
             # A plugin's diagnostics on success still belong in the runtime's log.
             sys.stderr.buffer.write(done.stderr)
@@ -107,45 +105,3 @@ class PluginExecutor:
                     proc.args, self.timeout or 0, stderr=stderr
                 ) from None
             return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def decode_output(plugin_name: str, stdout: bytes) -> object:
-    """Decode a successful plugin's JSON output, naming the plugin if it is not JSON."""
-    try:
-        return json.loads(stdout)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PluginError(
-            plugin_name,
-            "plugin printed output that is not JSON",
-            f"{exc}; output starts {_quote(stdout)}",
-            code=ErrorCode.DECODING_FAILURE,
-        ) from exc
-
-
-def _failure(name: str, status: int, stdout: bytes, stderr: bytes) -> PluginError:
-    try:
-        reported = error_from_dict(json.loads(stdout))
-    except (ValueError, UnicodeDecodeError):
-        reported = None
-    if reported is not None:
-        return PluginError(name, reported.msg, reported.details, code=reported.code)
-    return PluginError(
-        name,
-        f"plugin {_describe_exit(status)} without a CNI error object",
-        f"stdout: {_quote(stdout)}; stderr: {_quote(stderr)}",
-        code=ErrorCode.INTERNAL,
-    )
-
-
-def _describe_exit(status: int) -> str:
-    if status >= 0:
-        return f"exited {status}"
-    try:
-        return f"was killed by {signal.Signals(-status).name}"
-    except ValueError:
-        return f"was killed by signal {-status}"
-
-
-def _quote(data: bytes) -> str:
-    text = data.decode(errors="replace").strip()
-    return repr(text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "...")

@@ -34,7 +34,8 @@ from multinic.cni.config import (
     parse_network_config_list,
 )
 from multinic.cni.errors import CNIError, DecodingError, IncompatibleVersionError, PluginError
-from multinic.cni.invoke import PluginExecutor, decode_output, find_plugin
+from multinic.cni.invoke import PluginExecutor, find_plugin
+from multinic.cni.outcome import decode_output
 from multinic.cni.types import Result
 from multinic.cni.version import CHECK_SINCE, GC_SINCE, LATEST_VERSION, at_least
 

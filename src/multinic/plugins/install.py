@@ -1,0 +1,66 @@
+"""Writing our plugins into a CNI bin dir as self-contained executables.
+
+A runtime runs plugins with a bare environment (no PATH, no VIRTUAL_ENV), so
+each executable names its interpreter by absolute path and puts the directory
+holding the ``multinic`` package on ``sys.path`` itself. ``-I`` keeps the
+caller's PYTHON* variables and the current directory out; ``-S`` skips
+``site``, which costs milliseconds on every pod start and is not needed:
+the plugin path imports nothing outside the standard library and multinic.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from multinic.plugins.registry import PLUGINS
+
+_TEMPLATE = """#!{python} -I -S
+# multinic CNI plugin {plugin_type!r}, written by `multinic install-plugins`.
+import sys
+sys.path.insert(0, {package_root!r})
+from {module} import main
+main()
+"""
+
+
+def package_root() -> str:
+    """The directory that holds the ``multinic`` package."""
+    import multinic
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(multinic.__file__)))
+
+
+def executable_text(plugin_type: str, python: str | None = None) -> str:
+    """The script that runs plugin ``plugin_type``."""
+    return _TEMPLATE.format(
+        python=python or sys.executable,
+        plugin_type=plugin_type,
+        package_root=package_root(),
+        module=PLUGINS[plugin_type],
+    )
+
+
+def install_plugins(bin_dir: str, python: str | None = None) -> list[str]:
+    """Write every plugin's executable into ``bin_dir``; returns their paths, sorted.
+
+    Each file is written beside its final name and renamed over it, so a
+    runtime executing the old one meanwhile never sees a half-written file
+    (and never gets "text file busy").
+    """
+    os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    written = []
+    for plugin_type in sorted(PLUGINS):
+        target = os.path.join(bin_dir, plugin_type)
+        partial = f"{target}.tmp-{os.getpid()}"
+        try:
+            with open(partial, "w", encoding="utf-8") as out:
+                out.write(executable_text(plugin_type, python))
+            os.chmod(partial, 0o755)  # noqa: S103 -- an executable every runtime may run
+            os.replace(partial, target)
+        except BaseException:
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
+        written.append(target)
+    return written

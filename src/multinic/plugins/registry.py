@@ -1,0 +1,31 @@
+"""Which module implements each of multinic's plugin types.
+
+The type is what a network config's ``"type"`` names and what the executable in
+the CNI bin dir is called. Each module defines ``PLUGIN`` (the plugin object the
+executable and the node daemon both call) and ``main()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multinic.cni.skel import Plugin
+
+PLUGINS: Mapping[str, str] = {
+    # One line per plugin, sorted by type.
+}
+
+
+def is_ours(plugin_type: str) -> bool:
+    """True when ``plugin_type`` is one of multinic's plugins."""
+    return plugin_type in PLUGINS
+
+
+def load_plugin(plugin_type: str) -> Plugin:
+    """The plugin object of one of our types, imported on first use."""
+    module = importlib.import_module(PLUGINS[plugin_type])
+    plugin: Plugin = module.PLUGIN
+    return plugin
