@@ -1,0 +1,373 @@
+"""The rules: one function each, returning findings that name both sides.
+
+Fabric rules need only the input (``check_fabric``); plan rules look at what
+was allocated (``validate``). Rules come from the seed's design decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import combinations
+
+from multinic.plan import sizing
+from multinic.plan.model import (
+    BlockKind,
+    Cluster,
+    Fabric,
+    IpamScope,
+    IPNetwork,
+    SecondaryNetwork,
+)
+from multinic.plan.result import Allocation, Finding, Plan, Severity, Shortfall
+
+ERROR, WARNING = Severity.ERROR, Severity.WARNING
+
+#: Blocks the seed says must not be routable outside the clusters.
+PRIVATE_BLOCKS = (BlockKind.POD, BlockKind.SERVICE)
+
+ALLOCATED_AS = {
+    BlockKind.NODE: "node subnet",
+    BlockKind.POD: "pod CIDR",
+    BlockKind.SERVICE: "service CIDR",
+    BlockKind.MULTUS: "Multus range",
+}
+
+
+def block_overlaps(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: Node, Pod, Service and Multus blocks must not overlap one another."""
+    for a, b in combinations(fabric.blocks, 2):
+        for pa in a.prefixes:
+            for pb in b.prefixes:
+                if pa.overlaps(pb):
+                    yield Finding(
+                        ERROR, "block-overlap", f"{a.kind} block {pa} overlaps {b.kind} block {pb}"
+                    )
+
+
+def private_blocks_routable(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: pod and service space must not be routable outside the clusters."""
+    for kind in PRIVATE_BLOCKS:
+        for prefix in fabric.block(kind).prefixes:
+            for routed in _overlapping(prefix, fabric.routable):
+                yield Finding(
+                    ERROR,
+                    "routable",
+                    f"{kind} block {prefix} overlaps routable prefix {routed}: "
+                    f"{kind} space must not be routable outside the clusters",
+                )
+
+
+def private_blocks_in_use(fabric: Fabric) -> Iterator[Finding]:
+    """Pods could not reach in-use addresses that their pod or service space shadows."""
+    for kind in PRIVATE_BLOCKS:
+        for prefix in fabric.block(kind).prefixes:
+            for used in _overlapping(prefix, fabric.in_use):
+                yield Finding(
+                    ERROR,
+                    "in-use",
+                    f"{kind} block {prefix} overlaps in-use prefix {used}: "
+                    "pods would not reach those addresses",
+                )
+
+
+def node_block_not_routable(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: management addresses must be routable (Kubernetes health checks)."""
+    if not fabric.routable:
+        return
+    for prefix in fabric.node.prefixes:
+        if not any(prefix.subnet_of(r) for r in fabric.routable if r.version == prefix.version):  # type: ignore[arg-type]
+            yield Finding(
+                WARNING,
+                "node-routable",
+                f"node block {prefix} is not inside any routable prefix "
+                f"({', '.join(map(str, fabric.routable))}): health checks need it routable",
+            )
+
+
+def data_plane_interfaces(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: one management interface per node, the other vNICs (nine of ten) for data."""
+    for cluster in fabric.clusters:
+        ifs = cluster.interfaces
+        left = ifs.vnics - 1
+        if len(ifs.data_plane) > left:
+            yield Finding(
+                ERROR,
+                "interfaces",
+                f"cluster {cluster.name} asks for {len(ifs.data_plane)} data-plane interfaces, "
+                f"but its nodes have {ifs.vnics} vNICs of which management {ifs.management} "
+                f"takes one: {left} left",
+            )
+        if ifs.management in ifs.data_plane:
+            yield Finding(
+                ERROR,
+                "interfaces",
+                f"cluster {cluster.name}: {ifs.management} is both the management interface "
+                "and a data-plane interface",
+            )
+
+
+def secondary_on_management(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: the management interface is for Kubernetes, not for CNF data-plane traffic."""
+    for cluster in fabric.clusters:
+        for net in cluster.networks:
+            if net.master == cluster.interfaces.management:
+                yield Finding(
+                    ERROR,
+                    "management",
+                    f"secondary network {cluster.name}/{net.name} has parent {net.master}, "
+                    f"the management interface of cluster {cluster.name}",
+                )
+
+
+def unknown_parent(fabric: Fabric) -> Iterator[Finding]:
+    """A secondary network's parent must be one of the nodes' data-plane interfaces."""
+    for cluster in fabric.clusters:
+        ifs = cluster.interfaces
+        for net in cluster.networks:
+            if net.master != ifs.management and net.master not in ifs.data_plane:
+                have = ", ".join(ifs.data_plane) or "none"
+                yield Finding(
+                    ERROR,
+                    "parent",
+                    f"secondary network {cluster.name}/{net.name} has parent {net.master}, "
+                    f"which is not a data-plane interface of cluster {cluster.name} ({have})",
+                )
+
+
+def pods_per_node(fabric: Fabric) -> Iterator[Finding]:
+    """Each node's pods must fit its per-node pod CIDR (the seed: a /24)."""
+    for cluster in fabric.clusters:
+        for version in fabric.pod.versions:
+            length = fabric.node_pod_prefix[version]
+            room = sizing.usable(length, version)
+            if cluster.pods_per_node > room:
+                yield Finding(
+                    ERROR,
+                    "pods-per-node",
+                    f"cluster {cluster.name} runs {cluster.pods_per_node} pods per node, "
+                    f"but a per-node IPv{version} pod CIDR /{length} holds {room}",
+                )
+
+
+def dual_stack(fabric: Fabric) -> Iterator[Finding]:
+    """Kubernetes: pod and service CIDRs of a cluster come in the same IP families."""
+    pods, services = set(fabric.pod.versions), set(fabric.service.versions)
+    if pods != services:
+        yield Finding(
+            ERROR,
+            "dual-stack",
+            f"pod block families ({_families(pods)}) differ from service block families "
+            f"({_families(services)}): Kubernetes needs the same in both",
+        )
+
+
+def allocation_overlaps(plan: Plan) -> Iterator[Finding]:
+    """No two allocations, and no allocation and an in-use prefix, share an address."""
+    # A sweep over start addresses: each span is compared with the open span reaching
+    # furthest, so n allocations cost n log n, not n squared. In-use prefixes may
+    # overlap one another (that is the admin's list), never an allocation.
+    items = [(a.prefix, _label(a), True) for a in plan.allocations()]
+    items += [(p, f"in-use prefix {p}", False) for p in plan.fabric.in_use]
+    for version in (4, 6):
+        spans = sorted(
+            (int(p.network_address), int(p.broadcast_address), label, allocated)
+            for p, label, allocated in items
+            if p.version == version
+        )
+        open_end, open_label, open_allocated = -1, "", False
+        for start, end, label, allocated in spans:
+            if start <= open_end and (allocated or open_allocated):
+                yield Finding(ERROR, "overlap", f"{label} overlaps {open_label}")
+            if end > open_end:
+                open_end, open_label, open_allocated = end, label, allocated
+
+
+def allocation_outside_block(plan: Plan) -> Iterator[Finding]:
+    """Every allocation lies inside its block (a hand-edited previous plan may not)."""
+    for alloc in plan.allocations():
+        block = plan.fabric.block(alloc.kind).family(alloc.prefix.version)
+        if block is None or not alloc.prefix.subnet_of(block):  # type: ignore[arg-type]
+            yield Finding(
+                ERROR,
+                "outside",
+                f"{_label(alloc)} is outside the {alloc.kind} block ({block or 'no such family'})",
+            )
+
+
+def blocks_exhausted(plan: Plan) -> Iterator[Finding]:
+    """A block without enough free addresses left for a request."""
+    for short in plan.shortfalls:
+        if short.free_addresses < 1 << (short.block.max_prefixlen - short.length):
+            yield Finding(
+                ERROR,
+                "exhausted",
+                f"{short.kind} block {short.block} has no room for the /{short.length} "
+                f"{ALLOCATED_AS[short.kind]} of {short.owner}: "
+                f"{short.free_addresses} addresses left",
+            )
+
+
+def blocks_fragmented(plan: Plan) -> Iterator[Finding]:
+    """Enough free addresses, but no free prefix large enough: fragmentation."""
+    for short in plan.shortfalls:
+        if short.free_addresses >= 1 << (short.block.max_prefixlen - short.length):
+            yield Finding(ERROR, "fragmented", _fragment_message(short))
+
+
+def node_block_fragmentation(plan: Plan) -> Iterator[Finding]:
+    """The seed: fragmentation of the Node block can result in small clusters."""
+    for version in plan.fabric.node.versions:
+        default = sizing.DEFAULT_NODE_PREFIX[version]
+        free = plan.free.get((BlockKind.NODE, version), [])
+        total = sum(p.num_addresses for p in free)
+        largest = min((p.prefixlen for p in free), default=None)
+        if (
+            largest is not None
+            and largest > default
+            and total >= 1 << (free[0].max_prefixlen - default)
+        ):
+            yield Finding(
+                WARNING,
+                "node-fragmentation",
+                f"node block {plan.fabric.node.family(version)} has {total} free addresses "
+                f"but no free /{default}: the largest free prefix /{largest} limits the next "
+                f"cluster to {sizing.usable(largest, version)} nodes",
+            )
+
+
+def node_capacity(plan: Plan) -> Iterator[Finding]:
+    """A cluster's node subnet holds its maximum node count."""
+    for cp in plan.clusters:
+        for subnet in cp.node.values():
+            if sizing.usable_in(subnet) < cp.cluster.max_nodes:
+                yield Finding(
+                    ERROR,
+                    "node-capacity",
+                    f"cluster {cp.name} may grow to {cp.cluster.max_nodes} nodes, but its node "
+                    f"subnet {subnet} holds {sizing.usable_in(subnet)}",
+                )
+
+
+def node_subnet_beyond_seed(plan: Plan) -> Iterator[Finding]:
+    """The seed allocates a /24 per cluster; a larger cluster needs more, say so."""
+    for cp in plan.clusters:
+        subnet = cp.node.get(4)
+        if subnet is not None and subnet.prefixlen < sizing.DEFAULT_NODE_PREFIX[4]:
+            yield Finding(
+                WARNING,
+                "node-subnet-size",
+                f"cluster {cp.name} may grow to {cp.cluster.max_nodes} nodes: its node subnet "
+                f"{subnet} is larger than the seed's /24 per cluster",
+            )
+
+
+def pod_capacity(plan: Plan) -> Iterator[Finding]:
+    """A cluster's pod CIDR holds a per-node pod CIDR for each of its nodes."""
+    for cp in plan.clusters:
+        for version, cidr in cp.pod.items():
+            per_node = plan.fabric.node_pod_prefix[version]
+            room = 1 << max(per_node - cidr.prefixlen, 0) if per_node >= cidr.prefixlen else 0
+            if room < cp.cluster.max_nodes:
+                yield Finding(
+                    ERROR,
+                    "pod-capacity",
+                    f"cluster {cp.name} may grow to {cp.cluster.max_nodes} nodes, but its pod "
+                    f"CIDR {cidr} holds {room} per-node /{per_node} CIDRs",
+                )
+
+
+def multus_capacity(plan: Plan) -> Iterator[Finding]:
+    """A secondary network's range holds its expected addresses (per node: each node's share)."""
+    for cp in plan.clusters:
+        for np in cp.networks:
+            for prefix in np.ranges.values():
+                problem = _multus_shortage(np.network, prefix, cp.cluster)
+                if problem:
+                    yield Finding(
+                        ERROR,
+                        "multus-capacity",
+                        f"Multus range {prefix} of {cp.name}/{np.network.name} {problem}",
+                    )
+
+
+def _multus_shortage(net: SecondaryNetwork, prefix: IPNetwork, cluster: Cluster) -> str:
+    room = sizing.usable_in(prefix)
+    expected = net.expected_addresses
+    if net.ipam is IpamScope.CLUSTER_WIDE:
+        return "" if room >= expected else f"holds {room} addresses, {expected} expected"
+    share = room // cluster.max_nodes
+    need = sizing.per_node_share(net, cluster)
+    if share >= need:
+        return ""
+    return (
+        f"gives each of {cluster.max_nodes} nodes {share} addresses, {need} expected per node "
+        f"({expected} over {cluster.expected_nodes} nodes)"
+    )
+
+
+FABRIC_RULES: tuple[Callable[[Fabric], Iterable[Finding]], ...] = (
+    block_overlaps,
+    private_blocks_routable,
+    private_blocks_in_use,
+    node_block_not_routable,
+    data_plane_interfaces,
+    secondary_on_management,
+    unknown_parent,
+    pods_per_node,
+    dual_stack,
+)
+
+PLAN_RULES: tuple[Callable[[Plan], Iterable[Finding]], ...] = (
+    allocation_overlaps,
+    allocation_outside_block,
+    blocks_exhausted,
+    blocks_fragmented,
+    node_block_fragmentation,
+    node_capacity,
+    node_subnet_beyond_seed,
+    pod_capacity,
+    multus_capacity,
+)
+
+
+def check_fabric(fabric: Fabric) -> list[Finding]:
+    """The findings of the input alone."""
+    return [finding for rule in FABRIC_RULES for finding in rule(fabric)]
+
+
+def validate(plan: Plan) -> Plan:
+    """Fill ``plan.findings``: fabric rules, the planner's own notes, plan rules."""
+    plan.findings = [
+        *check_fabric(plan.fabric),
+        *plan.notes,
+        *(finding for rule in PLAN_RULES for finding in rule(plan)),
+    ]
+    return plan
+
+
+def _fragment_message(short: Shortfall) -> str:
+    largest = short.largest_free
+    biggest = f"/{largest}" if largest is not None else "nothing"
+    text = (
+        f"{short.kind} block {short.block} has {short.free_addresses} free addresses but no free "
+        f"/{short.length} for the {ALLOCATED_AS[short.kind]} of {short.owner}: the largest free "
+        f"prefix is {biggest}"
+    )
+    if short.kind is BlockKind.NODE and largest is not None:
+        text += (
+            f", which limits cluster {short.owner} to {sizing.usable(largest, short.version)} nodes"
+        )
+    return text
+
+
+def _overlapping(prefix: IPNetwork, others: Iterable[IPNetwork]) -> list[IPNetwork]:
+    return [o for o in others if o.version == prefix.version and prefix.overlaps(o)]
+
+
+def _label(alloc: Allocation) -> str:
+    owner = f"cluster {alloc.owner}" if alloc.kind is not BlockKind.MULTUS else alloc.owner
+    return f"{ALLOCATED_AS[alloc.kind]} {alloc.prefix} of {owner}"
+
+
+def _families(versions: set[int]) -> str:
+    return ", ".join(f"IPv{v}" for v in sorted(versions)) or "none"
