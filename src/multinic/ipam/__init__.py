@@ -1,0 +1,1 @@
+"""Address management: ranges, the one pure allocator, and the stores behind it."""
