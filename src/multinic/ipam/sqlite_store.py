@@ -1,0 +1,164 @@
+"""The embedded store: one SQLite file (stdlib ``sqlite3``), the default when nothing is configured.
+
+Safe for many plugin processes on one node at once: WAL lets readers run beside
+the single writer, and every commit is one ``BEGIN IMMEDIATE`` transaction that
+checks the expected revisions and applies the changes, or changes nothing.
+Waiting for the write lock is bounded by the caller's deadline; a lock still
+held then is "unavailable", which retry_cas turns into CNI code 11.
+
+It is a node's store: the file must be on a local disk (SQLite's locking is not
+safe over NFS). Nodes of a real cluster share etcd instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+
+from multinic.ipam.store import (
+    ABSENT,
+    StoreError,
+    StoreUnavailableError,
+    Versioned,
+    check_commit,
+    prefix_end,
+)
+
+DEFAULT_PATH = "/var/lib/multinic/ipam.db"
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('revision', 0);
+"""
+
+
+class SQLiteStore:
+    """The Store protocol over one SQLite database file."""
+
+    def __init__(self, path: str = DEFAULT_PATH) -> None:
+        self.path = path
+        self._db = _open(path)
+
+    def snapshot(self, keys: Iterable[str], *, deadline: float) -> dict[str, Versioned]:
+        wanted = list(dict.fromkeys(keys))
+        out = dict.fromkeys(wanted, ABSENT)
+        marks = ",".join("?" * len(wanted))
+        self._wait_at_most(deadline)
+        # Only placeholders are interpolated; the keys travel as parameters.
+        sql = f"SELECT key, revision, value FROM kv WHERE key IN ({marks})"  # noqa: S608
+        rows = self._select(sql, wanted)
+        out.update(rows)
+        return out
+
+    def scan(self, prefix: str, *, deadline: float) -> dict[str, Versioned]:
+        return self.scan_range(prefix, prefix_end(prefix), deadline=deadline)
+
+    def scan_range(self, start: str, end: str, *, deadline: float) -> dict[str, Versioned]:
+        sql = "SELECT key, revision, value FROM kv WHERE key >= ? AND key < ? ORDER BY key"
+        self._wait_at_most(deadline)
+        return self._select(sql, [start, end])
+
+    def commit(
+        self,
+        expected: Mapping[str, int],
+        changes: Mapping[str, bytes | None],
+        *,
+        deadline: float,
+    ) -> bool:
+        check_commit(expected, changes)
+        self._wait_at_most(deadline)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _classify(exc, self.path) from exc
+        try:
+            if not self._revisions_match(expected):
+                self._db.execute("ROLLBACK")
+                return False
+            self._apply(changes)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise _classify(exc, self.path) from exc
+        return True
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _revisions_match(self, expected: Mapping[str, int]) -> bool:
+        for key, revision in expected.items():
+            row = self._db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+            if (row[0] if row else 0) != revision:
+                return False
+        return True
+
+    def _apply(self, changes: Mapping[str, bytes | None]) -> None:
+        (current,) = self._db.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()
+        revision = current + 1
+        for key, value in changes.items():
+            if value is None:
+                self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, revision, value)
+                )
+        self._db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (revision,))
+
+    def _select(self, sql: str, params: list[str]) -> dict[str, Versioned]:
+        try:
+            rows = self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _classify(exc, self.path) from exc
+        return {key: Versioned(revision, bytes(value)) for key, revision, value in rows}
+
+    def _wait_at_most(self, deadline: float) -> None:
+        # The busy handler retries the write lock until this many ms have passed.
+        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        self._db.execute(f"PRAGMA busy_timeout = {remaining_ms}")
+
+
+def _open(path: str) -> sqlite3.Connection:
+    directory = os.path.dirname(path)
+    try:
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        # Create the file owner-only before SQLite does (it would follow the umask).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version != _SCHEMA_VERSION:
+            _create_schema(db)
+        # FULL: an address handed out must survive a power cut, or it is handed out twice.
+        db.execute("PRAGMA synchronous = FULL")
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the IPAM database {path!r}: {exc}") from exc
+    return db
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _classify(exc: sqlite3.Error, path: str) -> StoreError:
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreUnavailableError(f"the IPAM database {path!r} is busy: {exc}")
+    return StoreError(f"the IPAM database {path!r} failed: {exc}")
