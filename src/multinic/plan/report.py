@@ -130,4 +130,3 @@ def _previous_allocations(doc: Mapping[str, Any]) -> dict[tuple[BlockKind, str, 
         for net in cluster["networks"]:
             add(BlockKind.MULTUS, f"{name}/{net['name']}", net["ranges"])
     return found
-
