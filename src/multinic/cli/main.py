@@ -10,6 +10,7 @@ import click
 
 from multinic import __version__
 from multinic.cli.cni_commands import cni
+from multinic.cli.plan_command import plan  # imports only click; the planner loads on use
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,7 @@ def cli() -> None:
 
 
 cli.add_command(cni)
+cli.add_command(plan)
 
 
 @cli.command()
