@@ -1,0 +1,62 @@
+"""Namespaces opened by path; work done in them from threads we own."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from multinic.dataplane import NetnsNotFoundError, list_links, open_netns, run_in_netns
+from multinic.lab import netns as lab
+from tests.netns.dataplane.conftest import Space, ip_names
+
+
+def test_missing_namespace_is_an_error_and_nothing_is_created(tmp_path: object) -> None:
+    missing = "/var/run/netns/mnt-dp-never-made"
+    with pytest.raises(NetnsNotFoundError) as caught:
+        open_netns(missing)
+    assert caught.value.netns == missing
+    assert missing in str(caught.value)
+    assert not Path(missing).exists()
+    assert "mnt-dp-never-made" not in lab.ip("netns", "list")
+
+
+def test_a_file_that_is_not_a_namespace_is_refused() -> None:
+    with pytest.raises(NetnsNotFoundError, match="not a namespace"):
+        open_netns("/etc/hostname")
+
+
+def test_netlink_socket_lives_in_the_namespace(pod: Space) -> None:
+    lab.ip("link", "add", "mnt-a", "type", "veth", "peer", "name", "mnt-b", netns=pod.name)
+    assert {link.name for link in list_links(pod.ns)} == ip_names(pod) == {"lo", "mnt-a", "mnt-b"}
+
+
+def test_run_in_netns_runs_there_and_leaves_the_caller_where_it_was(pod: Space) -> None:
+    before = Path("/proc/thread-self/ns/net").stat().st_ino
+
+    def where() -> tuple[int, str]:
+        return Path("/proc/thread-self/ns/net").stat().st_ino, threading.current_thread().name
+
+    inode, thread = run_in_netns(pod.ns, where)
+    assert inode == Path(pod.path).stat().st_ino
+    assert thread != threading.current_thread().name
+    assert Path("/proc/thread-self/ns/net").stat().st_ino == before
+
+
+def test_run_in_netns_hands_errors_back(pod: Space) -> None:
+    def fail() -> None:
+        raise ValueError("inside")
+
+    with pytest.raises(ValueError, match="inside"):
+        run_in_netns(pod.ns, fail)
+
+
+def test_close_releases_the_descriptor(pod: Space) -> None:
+    ns = open_netns(pod.path)
+    fd = ns.fd
+    list_links(ns)
+    ns.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)
