@@ -227,5 +227,6 @@ def _yaml(document: Mapping[str, Any], comment: str) -> str:
 def _yaml_all(documents: list[dict[str, Any]], comment: str) -> str:
     import yaml
 
-    body = yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
+    # Wide lines: each NAD's spec.config stays one line of JSON, as people write it.
+    body = yaml.safe_dump_all(documents, sort_keys=False, width=1 << 16) if documents else ""
     return f"# {comment}; written by `multinic plan --export`\n" + body
