@@ -11,10 +11,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Tests under tests/netns and tests/e2e create namespaces and links: mark them root.
     for item in items:
         parts = item.path.parts
-        if "netns" in parts or "e2e" in parts:
+        if "netns" in parts or "e2e" in parts or "guest_kernel" in parts:
             item.add_marker(pytest.mark.root)
         if "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
+        if "guest_kernel" in parts:
+            item.add_marker(pytest.mark.guest_kernel)
+    _guest_kernel_tests_only_in_the_guest(config, items)
+
+
+def _guest_kernel_tests_only_in_the_guest(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the host, deselect tests that need the guest's kernel (ipvlan, vlan).
+
+    Deselected, not skipped: `make test` fails on skips. tests/e2e/test_in_guest.py
+    boots the guest once and runs tests/guest_kernel there with MULTINIC_IN_GUEST=1.
+    """
+    guest_only = [item for item in items if item.get_closest_marker("guest_kernel")]
+    misplaced = [item.nodeid for item in guest_only if "guest_kernel" not in item.path.parts]
+    if misplaced:
+        # Only tests/guest_kernel runs in the guest: a marked test elsewhere would never run.
+        raise pytest.UsageError(
+            "guest_kernel tests must live in tests/guest_kernel/: " + ", ".join(misplaced)
+        )
+    if guest_only and os.environ.get("MULTINIC_IN_GUEST") != "1":
+        config.hook.pytest_deselected(items=guest_only)
+        items[:] = [item for item in items if not item.get_closest_marker("guest_kernel")]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -26,8 +26,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tests.e2e.guest.image import CACHE_DIR, GuestImage, ensure_image
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 #: The environment a guest command gets unless the caller adds to it.
 BASE_ENV = {
@@ -64,6 +67,19 @@ class GuestResult:
 
     returncode: int
     output: str
+
+
+class Guest(Protocol):
+    """The ``guest`` fixture: run_in_guest with the project dir as workdir."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        shared: Sequence[Path] = (),
+    ) -> GuestResult: ...
 
 
 def run_in_guest(

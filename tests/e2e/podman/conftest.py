@@ -1,0 +1,116 @@
+"""Fixtures for podman driving our plugins: one isolated podman per session, networks per test."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from multinic.lab import netns as lab
+from tests.e2e.podman.harness import PodmanHost, podman_host
+from tests.support.conflists import bridge_conflist
+
+
+@dataclass(frozen=True)
+class Network:
+    """A bridge network of one test: its conflist name, bridge, subnet and host-local data."""
+
+    name: str
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    data_dir: Path
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        # The bridge plugins give the bridge the range's first address (isGateway).
+        return self.subnet.network_address + 1
+
+    def reservations(self) -> dict[ipaddress.IPv4Address, str]:
+        """host-local's reservations: address -> the container id in the file."""
+        directory = self.data_dir / self.name
+        if not directory.exists():
+            return {}
+        found = {}
+        for entry in directory.iterdir():
+            if entry.name == "lock" or entry.name.startswith("last_reserved_ip"):
+                continue
+            found[ipaddress.IPv4Address(entry.name)] = entry.read_text().splitlines()[0]
+        return found
+
+    def ports(self) -> set[str]:
+        """Links enslaved to the bridge: the host ends of the containers' veths."""
+        return {link["ifname"] for link in lab.ip_json("link", "show", "master", self.bridge)}
+
+
+MakeNetwork = Callable[..., Network]
+
+
+def host_addresses() -> list[ipaddress.IPv4Address]:
+    return [
+        ipaddress.IPv4Address(a["local"])
+        for link in lab.ip_json("-4", "addr", "show")
+        for a in link.get("addr_info", [])
+    ]
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[PodmanHost]:
+    """podman with its own config, storage, locks and network dir; our plugins installed."""
+    with podman_host() as host:
+        yield host
+
+
+@pytest.fixture
+def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
+    """Writes bridge conflists; afterwards removes their containers, bridges and files."""
+    made: list[Network] = []
+
+    def make(
+        subnet: str,
+        bridge_type: str = "bridge",
+        ipam_type: str = "host-local",
+        **ipam_range: str,
+    ) -> Network:
+        in_use = [a for a in host_addresses() if a in ipaddress.IPv4Network(subnet)]
+        if in_use:
+            # A second route into the subnet would steal the container's replies.
+            pytest.fail(f"{subnet} is already on a host link ({in_use}): a leaked bridge?")
+        token = secrets.token_hex(4)
+        network = Network(
+            name=f"mnpm-{token}",
+            bridge=f"mnpm{token}",
+            subnet=ipaddress.IPv4Network(subnet),
+            data_dir=podman.base / "ipam" / token,
+        )
+        conf = bridge_conflist(network.name, network.bridge, network.data_dir, subnet)
+        bridge = conf["plugins"][0]
+        bridge["type"] = bridge_type
+        bridge["ipam"]["type"] = ipam_type
+        bridge["ipam"]["ranges"][0][0].update(ipam_range)
+        bridge["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}]
+        made.append(network)
+        podman.write_network(conf)
+        return network
+
+    yield make
+    for network in made:
+        attached = podman.podman("ps", "-aq", "--filter", f"network={network.name}", check=False)
+        if attached.split():
+            podman.podman("rm", "--force", "--time", "0", *attached.split(), check=False)
+        podman.settle()
+        lab.delete_link(network.bridge)
+        (podman.network_dir / f"{network.name}.conflist").unlink(missing_ok=True)
+    assert not any(n.bridge in lab.link_names() for n in made), "a test bridge survived"
+
+
+def cache_result(path: Path) -> dict[str, object]:
+    """The result libcni cached for one attachment."""
+    entry = json.loads(path.read_text())
+    assert entry["kind"] == "cniCacheV1"
+    result: dict[str, object] = entry["result"]
+    return result

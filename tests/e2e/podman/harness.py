@@ -1,0 +1,312 @@
+"""podman 4 with its CNI backend, kept apart from the machine's own podman and CNI set-up.
+
+Everything podman can be pointed at lives in one scratch directory: its
+containers.conf (through ``CONTAINERS_CONF``), storage (``CONTAINERS_STORAGE_CONF``:
+graph root and run root, the ``vfs`` driver so no overlay mounts), libpod's tmp
+dir, file locks instead of the machine-wide ``/dev/shm/libpod_lock``, the network
+config dir (so no conflist ever lands in /etc/cni/net.d), the CNI bin dir with our
+installed plugins, and the host-local data dirs of the test networks.
+
+podman 4.3 cannot be pointed elsewhere for a few things; :class:`PodmanHost`
+tracks them and removes what it made: the network namespaces under /run/netns
+(found by each container's SandboxKey), libcni's result cache in
+/var/lib/cni/results (fixed in podman's vendored libcni), the image blob-info
+cache in /var/lib/containers/cache, runc's state dir /run/runc, and the cgroups
+under a cgroup parent named for the session. Processes left behind (conmon, the
+container's own, a ``podman container cleanup``) are found by that cgroup and by
+the scratch path on their command line, and killed by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from multinic.plugins.install import install_plugins
+
+#: Debian's containernetworking-plugins; podman searches it after our bin dir.
+REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
+BUSYBOX = Path("/bin/busybox")
+#: The applets the tests run inside the container.
+APPLETS = ("sh", "ip", "ping", "cat", "ls", "sleep")
+IMAGE = "localhost/multinic-busybox:latest"
+
+#: Machine paths podman or its tools create when missing; removed again if the session made them.
+MACHINE_DIRS = (
+    Path("/var/lib/cni/results"),
+    Path("/var/lib/cni"),
+    Path("/var/lib/containers/cache"),
+    Path("/var/lib/containers"),
+    Path("/run/runc"),
+)
+BLOB_INFO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
+LIBCNI_CACHE = Path("/var/lib/cni/results")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Below this machine's hard limits: podman's defaults exceed them and runc fails
+#: with "error setting rlimits".
+ULIMITS = ("--ulimit", "nofile=1000:1000", "--ulimit", "nproc=1000:1000")
+
+
+class PodmanError(RuntimeError):
+    """A podman command the harness needs failed."""
+
+
+@dataclass
+class PodmanHost:
+    """One isolated podman installation: its scratch dir, environment and config paths."""
+
+    base: Path
+    env: dict[str, str]
+    bin_dir: Path
+    network_dir: Path
+    cgroup_parent: str
+
+    def podman(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        """Run ``podman ARGS`` in this installation; stdout, or PodmanError with stderr."""
+        done = subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise PodmanError(
+                f"podman {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return done.stdout
+
+    def container_flags(self, network: str) -> list[str]:
+        """The flags every container of the tests needs on this machine."""
+        return [
+            # crun refuses this machine's hybrid cgroup layout; runc does not.
+            "--runtime",
+            "runc",
+            *ULIMITS,
+            # Our own cgroup parent, so teardown finds (and removes) exactly our cgroups.
+            "--cgroup-parent",
+            f"/{self.cgroup_parent}",
+            "--cgroups",
+            "no-conmon",
+            "--network",
+            network,
+        ]
+
+    def write_network(self, conflist: dict[str, Any]) -> Path:
+        """Put a conflist into this installation's network config dir."""
+        path = self.network_dir / f"{conflist['name']}.conflist"
+        path.write_text(json.dumps(conflist, indent=2), encoding="utf-8")
+        return path
+
+    def own_pids(self) -> set[int]:
+        """Processes of this installation: in its cgroups, or naming its scratch dir."""
+        pids = set(_cgroup_pids(self.cgroup_parent))
+        marker = str(self.base).encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if marker in (proc / "cmdline").read_bytes():
+                    pids.add(int(proc.name))
+        return pids
+
+    def settle(self, patience: float = 30.0) -> None:
+        """Wait until conmon and its ``podman container cleanup`` have exited."""
+        deadline = time.monotonic() + patience
+        while self.own_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def sandboxes(self) -> list[Path]:
+        """The network namespace paths of every container in this installation."""
+        ids = self.podman("ps", "-aq", "--no-trunc", check=False).split()
+        keys = []
+        for cid in ids:
+            key = self.podman(
+                "inspect", "--format", "{{.NetworkSettings.SandboxKey}}", cid, check=False
+            ).strip()
+            if key:
+                keys.append(Path(key))
+        return keys
+
+
+def libcni_cache_entry(network: str, container_id: str, ifname: str = "eth0") -> Path:
+    """Where podman's libcni keeps the result of one attachment."""
+    return LIBCNI_CACHE / f"{network}-{container_id}-{ifname}"
+
+
+def _cgroup_dirs(parent: str) -> list[Path]:
+    return [c / parent for c in CGROUP_ROOT.iterdir() if (c / parent).is_dir()]
+
+
+def _cgroup_pids(parent: str) -> Iterator[int]:
+    for top in _cgroup_dirs(parent):
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                yield from (int(p) for p in procs.read_text().split())
+
+
+def _mounts_under(*roots: Path) -> list[Path]:
+    """Mount points at or below ``roots``, deepest first."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = Path(line.split()[4].replace("\\040", " "))
+        if any(point == r or r in point.parents for r in roots):
+            points.append(point)
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def _build_rootfs(base: Path) -> Path:
+    """A tarball of a busybox-static root file system with the applets the tests use."""
+    root = base / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    tarball = base / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    return tarball
+
+
+def _write_configs(base: Path, bin_dir: Path, network_dir: Path) -> dict[str, str]:
+    """containers.conf and storage.conf in ``base``; the environment that selects them."""
+    tmp = base / "tmp"
+    tmp.mkdir()
+    env = {
+        "PATH": PATH,
+        "HOME": str(base),
+        "CONTAINERS_CONF": str(base / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(base / "storage.conf"),
+        # Image import stages layers in TMPDIR (default /var/tmp).
+        "TMPDIR": str(tmp),
+    }
+    conmon_env = [f"{k}={v}" for k, v in env.items() if k != "HOME"]
+    (base / "containers.conf").write_text(
+        f"""[engine]
+cgroup_manager = "cgroupfs"
+conmon_env_vars = {json.dumps(conmon_env)}
+events_logger = "none"
+lock_type = "file"
+runtime = "runc"
+tmp_dir = "{tmp}"
+volume_path = "{base / "volumes"}"
+
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{bin_dir}", "{REFERENCE_PLUGIN_DIR}"]
+network_config_dir = "{network_dir}"
+default_subnet = "198.18.255.0/24"
+""",
+        encoding="utf-8",
+    )
+    (base / "storage.conf").write_text(
+        f"""[storage]
+driver = "vfs"
+graphroot = "{base / "root"}"
+runroot = "{base / "runroot"}"
+""",
+        encoding="utf-8",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def podman_host() -> Iterator[PodmanHost]:
+    """An isolated podman with our plugins installed and the busybox image imported.
+
+    Everything it made is removed when the block ends, however it ends; a
+    cleanup step that fails is reported after all the others have run.
+    """
+    if shutil.which("podman") is None or not BUSYBOX.exists():
+        raise PodmanError("podman or busybox-static missing: run scripts/install-system-deps")
+    created = [d for d in MACHINE_DIRS if not d.exists()]
+    base = Path(tempfile.mkdtemp(prefix="multinic-podman-"))
+    host = PodmanHost(
+        base=base,
+        env={},
+        bin_dir=base / "bin",
+        network_dir=base / "net.d",
+        cgroup_parent=f"multinic-podman-{secrets.token_hex(4)}",
+    )
+    try:
+        host.network_dir.mkdir()
+        install_plugins(str(host.bin_dir))
+        host.env = _write_configs(base, host.bin_dir, host.network_dir)
+        host.podman("import", "--quiet", str(_build_rootfs(base)), IMAGE)
+        yield host
+    finally:
+        _teardown(host, created)
+
+
+def _teardown(host: PodmanHost, created: list[Path]) -> None:
+    problems: list[str] = []
+    sandboxes: list[Path] = []
+    with contextlib.suppress(Exception):
+        sandboxes = host.sandboxes()
+    try:
+        host.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        problems.append("podman rm --all timed out")
+    host.settle(patience=10.0)
+    for pid in host.own_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            problems.append(f"killed left-over process {pid}")
+    host.settle(patience=5.0)
+    for point in _mounts_under(host.base, *sandboxes):
+        subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
+    for sandbox in sandboxes:
+        if sandbox.exists():
+            problems.append(f"removed left-over network namespace {sandbox}")
+            with contextlib.suppress(OSError):
+                sandbox.unlink()
+    problems.extend(_remove_cgroups(host.cgroup_parent))
+    shutil.rmtree(host.base, ignore_errors=True)
+    if host.base.exists():
+        problems.append(f"could not remove {host.base}")
+    _remove_created_dirs(created)
+    if problems:
+        raise PodmanError("podman teardown: " + "; ".join(problems))
+
+
+def _remove_cgroups(parent: str) -> list[str]:
+    # The kernel frees a cgroup a moment after its last process exits: retry briefly.
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = []
+        for top in _cgroup_dirs(parent):
+            for cgroup in sorted(
+                (d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True
+            ):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
+            if top.exists():
+                left.append(str(top))
+        if not left or time.monotonic() > deadline:
+            return [f"could not remove cgroup {c}" for c in left]
+        time.sleep(0.1)
+
+
+def _remove_created_dirs(created: list[Path]) -> None:
+    if BLOB_INFO_CACHE.parent in created:
+        with contextlib.suppress(OSError):
+            BLOB_INFO_CACHE.unlink()
+    # Deepest first; a directory something else has put files in meanwhile stays.
+    for directory in sorted(created, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()

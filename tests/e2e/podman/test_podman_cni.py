@@ -1,0 +1,160 @@
+"""A real runtime drives the plugins: podman 4's CNI backend runs busybox containers.
+
+Each case is one conflist: a bridge plugin with host-local IPAM, the reference
+executables or ours. The container must get an address from the network's range,
+reach its gateway (the bridge, on the host side), and after ``podman rm`` leave
+no port on the bridge, no veth on the host, no host-local reservation and no
+libcni cache entry behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+
+from multinic.lab import netns as lab
+from multinic.lab.netns import NETNS_DIR
+from tests.e2e.podman.conftest import MakeNetwork, Network, cache_result
+from tests.e2e.podman.harness import (
+    IMAGE,
+    LIBCNI_CACHE,
+    PodmanError,
+    PodmanHost,
+    libcni_cache_entry,
+)
+
+# RFC 2544 space, one /24 per case, apart from the other tests' 198.18.x ranges.
+STACKS = [
+    pytest.param("bridge", "host-local", "198.18.60.0/24", id="reference-bridge"),
+]
+
+INET = re.compile(r"\binet (\d+\.\d+\.\d+\.\d+/\d+)")
+
+
+def eth0_address(ip_output: str) -> ipaddress.IPv4Interface:
+    """The one IPv4 address ``ip -o -4 addr show dev eth0`` printed."""
+    found = INET.findall(ip_output)
+    assert len(found) == 1, f"expected one IPv4 address on eth0, got: {ip_output!r}"
+    return ipaddress.IPv4Interface(found[0])
+
+
+def podman_sandboxes() -> set[str]:
+    """podman's network namespaces (``netns-<uuid>``; other tests name theirs differently)."""
+    return {p.name for p in NETNS_DIR.glob("netns-*")}
+
+
+def assert_nothing_left(
+    podman: PodmanHost, network: Network, container_id: str, veths: set[str], sandbox: Path
+) -> None:
+    podman.settle()
+    assert network.ports() == set(), "a veth is still enslaved to the bridge"
+    assert not veths & lab.link_names(), f"host veth left behind: {veths & lab.link_names()}"
+    assert network.reservations() == {}, "host-local reservation left behind"
+    assert not libcni_cache_entry(network.name, container_id).exists(), "libcni cache entry left"
+    assert not sandbox.exists(), f"network namespace {sandbox} left behind"
+    assert podman.podman("ps", "-aq").split() == []
+
+
+@pytest.mark.parametrize(("bridge_type", "ipam_type", "subnet"), STACKS)
+def test_container_address_gateway_and_rm(
+    podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, ipam_type: str, subnet: str
+) -> None:
+    network = make_network(subnet, bridge_type, ipam_type)
+    container_id = podman.podman(
+        "run", "--detach", *podman.container_flags(network.name), IMAGE, "sleep", "600"
+    ).strip()
+
+    address = eth0_address(
+        podman.podman("exec", container_id, "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+    )
+    assert address.network == network.subnet
+    assert address.ip != network.gateway
+    # podman understood the plugin's result: it reports the same address.
+    inspected = podman.podman(
+        "inspect",
+        "--format",
+        f'{{{{(index .NetworkSettings.Networks "{network.name}").IPAddress}}}}',
+        container_id,
+    ).strip()
+    assert inspected == str(address.ip)
+    route = podman.podman("exec", container_id, "ip", "-4", "route", "show", "default")
+    assert f"via {network.gateway}" in route
+
+    ping = podman.podman(
+        "exec", container_id, "ping", "-c", "1", "-W", "5", str(network.gateway), check=False
+    )
+    assert " 0% packet loss" in ping, ping
+
+    veths = network.ports()
+    assert len(veths) == 1, f"expected one veth on {network.bridge}, got {veths}"
+    assert network.reservations() == {address.ip: container_id}
+    cached = cache_result(libcni_cache_entry(network.name, container_id))
+    assert [ip["address"] for ip in cached["ips"]] == [str(address)]  # type: ignore[index,union-attr]
+    sandbox = Path(
+        podman.podman(
+            "inspect", "--format", "{{.NetworkSettings.SandboxKey}}", container_id
+        ).strip()
+    )
+    assert sandbox.exists()
+
+    podman.podman("rm", "--force", "--time", "0", container_id)
+    assert_nothing_left(podman, network, container_id, veths, sandbox)
+
+
+@pytest.mark.parametrize(("bridge_type", "ipam_type", "subnet"), STACKS)
+def test_run_rm_pings_gateway_and_leaves_nothing(
+    podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, ipam_type: str, subnet: str
+) -> None:
+    network = make_network(subnet, bridge_type, ipam_type)
+    sandboxes = podman_sandboxes()
+    # eth0's iflink is the ifindex of its host-side peer (ifindexes are not reused soon).
+    script = (
+        f"ip -o -4 addr show dev eth0 && cat /sys/class/net/eth0/iflink"
+        f" && ping -c 1 -W 5 {network.gateway}"
+    )
+    out = podman.podman(
+        "run", "--rm", *podman.container_flags(network.name), IMAGE, "sh", "-c", script
+    )
+
+    assert eth0_address(out).network == network.subnet
+    assert " 0% packet loss" in out, out
+    peer = int(out.splitlines()[1])
+    podman.settle()
+    assert network.ports() == set()
+    assert peer not in {link["ifindex"] for link in lab.ip_json("link", "show")}
+    assert network.reservations() == {}
+    assert not list(LIBCNI_CACHE.glob(f"{network.name}-*"))
+    assert podman_sandboxes() == sandboxes
+    assert podman.podman("ps", "-aq").split() == []
+
+
+@pytest.mark.parametrize(("bridge_type", "ipam_type", "subnet"), STACKS)
+def test_failed_add_leaves_nothing(
+    podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, ipam_type: str, subnet: str
+) -> None:
+    # A range of one address: the second container's IPAM must fail, after the
+    # bridge plugin has already made its veth; the runtime's ADD must roll back.
+    only = str(ipaddress.IPv4Network(subnet).network_address + 10)
+    network = make_network(subnet, bridge_type, ipam_type, rangeStart=only, rangeEnd=only)
+    first = podman.podman(
+        "run", "--detach", *podman.container_flags(network.name), IMAGE, "sleep", "600"
+    ).strip()
+    ports = network.ports()
+    sandboxes = podman_sandboxes()
+
+    with pytest.raises(PodmanError) as failed:
+        podman.podman("run", "--rm", *podman.container_flags(network.name), IMAGE, "true")
+
+    assert "no IP addresses available" in str(failed.value) or "range" in str(failed.value)
+    podman.settle()
+    assert network.ports() == ports, "the failed container's veth is still on the bridge"
+    assert network.reservations() == {ipaddress.IPv4Address(only): first}
+    assert podman_sandboxes() == sandboxes
+    assert [p.name for p in LIBCNI_CACHE.glob(f"{network.name}-*")] == [
+        libcni_cache_entry(network.name, first).name
+    ]
+    assert podman.podman("ps", "-aq", "--no-trunc").split() == [first]
+    podman.podman("rm", "--force", "--time", "0", first)

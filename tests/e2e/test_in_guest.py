@@ -1,0 +1,82 @@
+"""The tests that need the guest's kernel (tests/guest_kernel) run inside the guest, in one boot.
+
+On the host those tests are deselected (tests/conftest.py); here one guest runs
+them all with the project's own pytest, and this test fails with the guest's
+pytest output when anything in there failed, errored, was skipped or did not run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.guest.run import BASE_ENV, PROJECT_ROOT, Guest
+
+GUEST_SUITE = "tests/guest_kernel"
+
+#: CPU-bound Python runs 17-20x slower in the guest (software emulation); pytest's
+#: start-up alone takes ~15 s there. Keep the in-guest suite small.
+GUEST_SUITE_TIMEOUT = 15 * 60
+
+
+def test_guest_kernel_suite_passes_inside_the_guest(guest: Guest, tmp_path: Path) -> None:
+    report = tmp_path / "guest-junit.xml"
+    command = [
+        sys.executable, "-m", "pytest", GUEST_SUITE,
+        "-m", "guest_kernel",
+        "-p", "no:cacheprovider",  # the project dir is shared: leave no cache behind
+        f"--junitxml={report}",
+        "--durations=5",
+    ]  # fmt: skip
+    env = {
+        # The venv's bin first, as on the host: plugin executables live there.
+        "PATH": f"{Path(sys.executable).parent}:{BASE_ENV['PATH']}",
+        "MULTINIC_NO_SKIP": "1",
+    }
+
+    result = guest(command, timeout=GUEST_SUITE_TIMEOUT, env=env, shared=[tmp_path])
+
+    print(result.output)  # shown with -rA, and on failure
+    if result.returncode != 0:
+        pytest.fail(
+            f"pytest in the guest exited {result.returncode}:\n{result.output}", pytrace=False
+        )
+    suite = ET.parse(report).getroot().find("testsuite")  # noqa: S314 - our own pytest wrote it
+    assert suite is not None, result.output
+    tests, failures, errors, skipped = (
+        int(suite.get(key, "0")) for key in ("tests", "failures", "errors", "skipped")
+    )
+    assert tests > 0, result.output
+    assert (failures, errors, skipped) == (0, 0, 0), result.output
+
+
+def test_host_deselects_guest_kernel_tests_instead_of_skipping_them() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "MULTINIC_IN_GUEST"}
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            GUEST_SUITE,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    assert done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, done.stdout + done.stderr
+    assert "deselected" in done.stdout, done.stdout
+    assert "skipped" not in done.stdout, done.stdout

@@ -1,0 +1,62 @@
+"""Inside the guest: pods get ipvlan and vlan links, the way our plugins will make them.
+
+These prove the in-guest test path (pytest, the netns fixtures, iproute2 and
+pyroute2 on the guest's kernel) and what the ipvlan/vlan plugins rely on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from pyroute2 import NetNS
+
+from multinic.lab import netns as lab
+from tests.netns.conftest import unique
+
+# IFLA_IPVLAN_MODE values (include/uapi/linux/if_link.h).
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+
+
+def _kind(ifname: str, netns: str) -> tuple[str, dict[str, object]]:
+    (link,) = lab.ip_json("-d", "link", "show", ifname, netns=netns)
+    info = link.get("linkinfo", {})
+    return info.get("info_kind", ""), info.get("info_data", {})
+
+
+@pytest.mark.parametrize("mode", ["l2", "l3"])
+def test_ipvlan_slaves_of_one_parent_in_two_pods_reach_each_other(
+    mode: str, pod: str, pod2: str, host_links: list[str]
+) -> None:
+    parent = unique("par")
+    host_links.append(parent)
+    lab.ip("link", "add", parent, "type", "dummy")
+    lab.ip("link", "set", parent, "up")
+    for netns, address in ((pod, "10.77.0.1/24"), (pod2, "10.77.0.2/24")):
+        slave = unique("ipv")
+        lab.ip("link", "add", "link", parent, "name", slave, "type", "ipvlan", "mode", mode)
+        lab.ip("link", "set", slave, "netns", netns, "name", "eth1")
+        lab.ip("addr", "add", address, "dev", "eth1", netns=netns)
+        lab.ip("link", "set", "eth1", "up", netns=netns)
+
+    ping = subprocess.run(
+        ["ip", "netns", "exec", pod, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.77.0.2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert _kind("eth1", pod) == ("ipvlan", {"mode": mode, "bridge": True})
+
+
+def test_pyroute2_creates_ipvlan_and_vlan_in_a_pod(pod: str) -> None:
+    with NetNS(pod) as ns:
+        ns.link("add", ifname="uplink", kind="dummy")
+        (uplink,) = ns.link_lookup(ifname="uplink")
+        ns.link("add", ifname="ipvl3s", kind="ipvlan", link=uplink, ipvlan_mode=IPVLAN_MODES["l3s"])
+        ns.link("add", ifname="uplink.42", kind="vlan", link=uplink, vlan_id=42)
+
+    assert _kind("ipvl3s", pod)[1]["mode"] == "l3s"
+    vlan_kind, vlan = _kind("uplink.42", pod)
+    assert (vlan_kind, vlan["protocol"], vlan["id"]) == ("vlan", "802.1Q", 42)
