@@ -187,6 +187,7 @@ def _print_findings(console: Console, findings: list[Finding]) -> None:
         console.print(
             f"[{style}]{finding.severity.value}[/] [dim]{finding.rule}[/] {finding.message}",
             highlight=False,
+            soft_wrap=True,  # one finding per line: grep and copy work
         )
     errors = sum(1 for f in findings if f.severity.value == "error")
     console.print(f"{errors} error(s), {len(findings) - errors} warning(s)")
