@@ -24,6 +24,9 @@ DATAPLANE_MODULES = (
     "multinic.dataplane.links",
     "multinic.dataplane.addresses",
     "multinic.dataplane.routes",
+    "multinic.dataplane.rules",
+    "multinic.dataplane.sysctl",
+    "multinic.dataplane.announce",
 )
 
 

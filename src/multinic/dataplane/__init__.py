@@ -14,6 +14,7 @@ from multinic.dataplane.addresses import (
     list_addresses,
     tentative_addresses,
 )
+from multinic.dataplane.announce import announce, send_gratuitous_arp, send_unsolicited_na
 from multinic.dataplane.errors import (
     AddressExistsError,
     AddressNotFoundError,
@@ -66,6 +67,8 @@ from multinic.dataplane.routes import (
     list_routes,
     replace_route,
 )
+from multinic.dataplane.rules import Rule, add_rule, delete_rule, list_rules
+from multinic.dataplane.sysctl import read_sysctl, write_sysctl
 
 __all__ = [
     "RT_SCOPE_HOST",
@@ -86,12 +89,15 @@ __all__ = [
     "Route",
     "RouteExistsError",
     "RouteNotFoundError",
+    "Rule",
     "RuleExistsError",
     "RuleNotFoundError",
     "SysctlError",
     "WrongLinkKindError",
     "add_address",
     "add_route",
+    "add_rule",
+    "announce",
     "bridge_vlan_add",
     "bridge_vlan_del",
     "bridge_vlans",
@@ -104,6 +110,7 @@ __all__ = [
     "delete_address",
     "delete_link",
     "delete_route",
+    "delete_rule",
     "ensure_bridge",
     "find_link",
     "get_link",
@@ -111,14 +118,19 @@ __all__ = [
     "list_addresses",
     "list_links",
     "list_routes",
+    "list_rules",
     "move_link",
     "open_netns",
+    "read_sysctl",
     "replace_route",
     "run_in_netns",
+    "send_gratuitous_arp",
+    "send_unsolicited_na",
     "set_down",
     "set_hairpin",
     "set_link",
     "set_master",
     "set_up",
     "tentative_addresses",
+    "write_sysctl",
 ]
