@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,9 +109,9 @@ def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
     assert not any(n.bridge in lab.link_names() for n in made), "a test bridge survived"
 
 
-def cache_result(path: Path) -> dict[str, object]:
+def cache_result(path: Path) -> dict[str, Any]:
     """The result libcni cached for one attachment."""
     entry = json.loads(path.read_text())
     assert entry["kind"] == "cniCacheV1"
-    result: dict[str, object] = entry["result"]
+    result: dict[str, Any] = entry["result"]
     return result

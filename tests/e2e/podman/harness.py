@@ -114,20 +114,38 @@ class PodmanHost:
 
     def own_pids(self) -> set[int]:
         """Processes of this installation: in its cgroups, or naming its scratch dir."""
-        pids = set(_cgroup_pids(self.cgroup_parent))
+        return set(_cgroup_pids(self.cgroup_parent)) | set(self._naming_base())
+
+    def _naming_base(self) -> dict[int, bytes]:
+        """pid -> command line of the processes whose command line names the scratch dir."""
         marker = str(self.base).encode()
+        found = {}
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
-                if marker in (proc / "cmdline").read_bytes():
-                    pids.add(int(proc.name))
-        return pids
+                cmdline = (proc / "cmdline").read_bytes()
+                if marker in cmdline:
+                    found[int(proc.name)] = cmdline
+        return found
 
     def settle(self, patience: float = 30.0) -> None:
-        """Wait until conmon and its ``podman container cleanup`` have exited."""
+        """Wait until only the conmons of running containers are left.
+
+        conmon outlives a container by a moment, and runs ``podman container
+        cleanup`` (which may tear the network down) after the podman command that
+        stopped the container has returned.
+        """
         deadline = time.monotonic() + patience
-        while self.own_pids() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            running = self.podman("ps", "-q", "--no-trunc", check=False).split()
+            busy = [
+                cmdline
+                for cmdline in self._naming_base().values()
+                if not any(f"\0{cid}\0".encode() in cmdline for cid in running)
+            ]
+            if not busy:
+                return
             time.sleep(0.05)
 
     def sandboxes(self) -> list[Path]:
