@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,8 @@ PLUGIN_PATH_MODULES = (
     "multinic.cni.spawn",
     "multinic.plugins.delegate",
     "multinic.plugins.registry",
+    "multinic.plugins.cluster_ipam",
+    "multinic.ipam.sqlite_store",
 )
 
 
@@ -49,3 +52,29 @@ def test_plugin_path_imports_nothing_heavy(module: str) -> None:
     loaded = set(json.loads(done.stdout))
     assert module in loaded  # the probe really imported it
     assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_cluster_ipam_on_sqlite_loads_no_etcd_client(tmp_path: Path) -> None:
+    # The etcd client (and http.client under it) is imported only when a config names etcd.
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "net",
+        "type": "multinic-ipam",
+        "ipam": {"range": "10.9.0.0/24", "store": {"path": str(tmp_path / "ipam.db")}},
+    }
+    probe = (
+        "import sys, json, os; from multinic.cni import skel; "
+        "from multinic.plugins.cluster_ipam import PLUGIN; "
+        "env = dict(CNI_COMMAND='ADD', CNI_CONTAINERID='c', CNI_NETNS='/x', CNI_IFNAME='e0', "
+        "CNI_PATH='/x'); "
+        f"status, out = skel.run(PLUGIN, env, {json.dumps(conf)!r}.encode()); "
+        "print(json.dumps([status, sorted(sys.modules)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    status, loaded = json.loads(done.stdout)
+    assert status == 0
+    assert "multinic.ipam.sqlite_store" in loaded  # the probe really allocated
+    assert [m for m in loaded if "etcd" in m or m == "http.client"] == []
+    assert sorted(set(loaded) & set(HEAVY)) == []

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 PLUGINS: Mapping[str, str] = {
     # One line per plugin, sorted by type.
+    "multinic-ipam": "multinic.plugins.cluster_ipam",
 }
 
 

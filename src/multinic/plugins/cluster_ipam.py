@@ -1,0 +1,481 @@
+"""``multinic-ipam``: cluster-wide IPAM with Whereabouts' config fields, on SQLite or etcd.
+
+The ``ipam`` section reads as Whereabouts' does (``range`` also as
+``a-b/cidr``, ``range_start``, ``range_end``, ``exclude``, ``gateway``,
+``ipRanges``, ``network_name``, ``enable_overlapping_ranges``, ``routes``,
+``dns``) plus a ``store`` section: ``{"type": "sqlite", "path": ...}`` (the
+default, embedded) or ``{"type": "etcd", "endpoints": [...], "timeout": ...}``.
+Addresses come from per-node blocks (:mod:`multinic.ipam.blocks`).
+
+Lean on purpose: the etcd client is imported only when the config names etcd.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, NoReturn
+
+from multinic.cni import skel
+from multinic.cni.errors import (
+    CNIError,
+    InvalidConfigError,
+    IOFailureError,
+    PluginNotAvailableError,
+    TryAgainLaterError,
+    UnknownContainerError,
+    UnsupportedFieldError,
+)
+from multinic.cni.types import DNS, IPConfig, Result, Route
+from multinic.cni.version import SUPPORTED_VERSIONS
+from multinic.ipam import blocks
+from multinic.ipam.allocator import AddressUnavailableError
+from multinic.ipam.ranges import (
+    IPAddress,
+    IPRange,
+    RangeConfigError,
+    RangeSet,
+    check_no_overlap,
+    parse_address,
+    parse_subnet,
+    parse_whereabouts_range,
+)
+from multinic.ipam.store import Store, StoreError, StoreUnavailableError, deadline_after
+
+PLUGIN_TYPE = "multinic-ipam"
+DEFAULT_DB_PATH = "/var/lib/multinic/ipam.db"
+DEFAULT_DEADLINE = 10.0
+DEFAULT_ETCD_TIMEOUT = 2.0
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+#: Whereabouts fields we do not implement and must not silently ignore: a
+#: Kubernetes datastore, etcd TLS and authentication, a flat config file.
+UNSUPPORTED_FIELDS = (
+    "kubernetes",
+    "etcd_username",
+    "etcd_password",
+    "etcd_key_file",
+    "etcd_cert_file",
+    "etcd_ca_cert_file",
+    "configuration_path",
+)
+
+
+class StoreConfig(NamedTuple):
+    """Where reservations live, and how long one operation may take."""
+
+    type: str
+    path: str = DEFAULT_DB_PATH
+    endpoints: tuple[str, ...] = ()
+    timeout: float = DEFAULT_ETCD_TIMEOUT
+    prefix: str = "/multinic/ipam/"
+    deadline: float = DEFAULT_DEADLINE
+
+
+class IPAMConfig(NamedTuple):
+    """The ``ipam`` section of a ``multinic-ipam`` network, parsed."""
+
+    network: str
+    node: str
+    pools: tuple[blocks.Pool, ...]
+    routes: tuple[Route, ...]
+    dns: DNS
+    store: StoreConfig
+
+
+# --- config ------------------------------------------------------------------------
+
+
+def parse_config(raw: Mapping[str, Any], network: str) -> IPAMConfig:
+    """Parse the ``ipam`` section of network ``network``; code 2 or 7 on bad input."""
+    where = "ipam"
+    for field in UNSUPPORTED_FIELDS:
+        if field in raw:
+            raise UnsupportedFieldError(f"{PLUGIN_TYPE}: {where}.{field} is not supported", field)
+    namespace = _optional_string(raw, "network_name", where) or blocks.DEFAULT_NAMESPACE
+    if namespace != blocks.DEFAULT_NAMESPACE and not NODE_NAME_RE.fullmatch(namespace):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.network_name {namespace!r} is invalid")
+    protect = _boolean(raw, "enable_overlapping_ranges", where, True)
+    prefixes = _block_prefixes(raw, where)
+    ranges = _ranges(raw, where)
+    return IPAMConfig(
+        network=network,
+        node=_node_name(raw, where),
+        pools=tuple(
+            blocks.Pool(namespace, r, max(prefixes[r.version], r.subnet.prefixlen), protect)
+            for r in ranges
+        ),
+        routes=_routes(raw.get("routes"), f"{where}.routes"),
+        dns=_dns(raw.get("dns"), f"{where}.dns"),
+        store=_store(raw, where),
+    )
+
+
+def _ranges(raw: Mapping[str, Any], where: str) -> list[IPRange]:
+    ranges = []
+    gateway = raw.get("gateway")
+    if raw.get("range") is not None:
+        ranges.append(
+            parse_whereabouts_range(
+                raw.get("range"),
+                raw.get("range_start"),
+                raw.get("range_end"),
+                raw.get("exclude"),
+                gateway,
+                where,
+            )
+        )
+    extra = raw.get("ipRanges", [])
+    if not isinstance(extra, list):
+        raise RangeConfigError(f"{where}.ipRanges must be a list")
+    for n, item in enumerate(extra):
+        at = f"{where}.ipRanges[{n}]"
+        if not isinstance(item, dict):
+            raise RangeConfigError(f"{at} must be an object")
+        item_gateway = item.get("gateway")
+        if item_gateway is None and gateway is not None and not ranges:
+            item_gateway = gateway  # the top-level gateway when there is no top-level range
+        ranges.append(
+            parse_whereabouts_range(
+                item.get("range"),
+                item.get("range_start"),
+                item.get("range_end"),
+                item.get("exclude"),
+                item_gateway,
+                at,
+            )
+        )
+    if not ranges:
+        raise RangeConfigError(f"{where}: no range given (set 'range' or 'ipRanges')")
+    check_no_overlap([RangeSet((r,)) for r in ranges], f"{where} range %d")
+    return ranges
+
+
+def _block_prefixes(raw: Mapping[str, Any], where: str) -> dict[int, int]:
+    out = dict(blocks.DEFAULT_BLOCK_PREFIX)
+    for version, key, high in ((4, "block_prefix_v4", 32), (6, "block_prefix_v6", 128)):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= high:
+            raise InvalidConfigError(
+                f"{PLUGIN_TYPE}: {where}.{key} must be a prefix length 1-{high}, not {value!r}"
+            )
+        out[version] = value
+    # Whereabouts' node_slice_size ("/28" or "28") is the same idea: a slice per node.
+    size = raw.get("node_slice_size")
+    if size is not None:
+        text = str(size).lstrip("/")
+        if not text.isdigit() or not 0 < int(text) <= 128:
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.node_slice_size {size!r} is invalid")
+        out[4] = min(int(text), 32)
+        out[6] = int(text) if int(text) > 32 else out[6]
+    return out
+
+
+def _node_name(raw: Mapping[str, Any], where: str) -> str:
+    node = _optional_string(raw, "node_name", where) or os.uname().nodename
+    if not NODE_NAME_RE.fullmatch(node):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: node name {node!r} is invalid", where)
+    return node
+
+
+def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
+    section = raw.get("store")
+    if section is None:
+        return _whereabouts_store(raw, where)
+    at = f"{where}.store"
+    if not isinstance(section, dict):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {at} must be an object")
+    kind = section.get("type", "sqlite")
+    deadline = _seconds(section, "deadline", at, DEFAULT_DEADLINE)
+    if kind == "sqlite":
+        path = _optional_string(section, "path", at) or DEFAULT_DB_PATH
+        return StoreConfig("sqlite", path=path, deadline=deadline)
+    if kind == "etcd":
+        endpoints = section.get("endpoints")
+        if (
+            not isinstance(endpoints, list)
+            or not endpoints
+            or not all(isinstance(e, str) and e for e in endpoints)
+        ):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.endpoints must be a list of URLs")
+        return StoreConfig(
+            "etcd",
+            endpoints=tuple(endpoints),
+            timeout=_seconds(section, "timeout", at, DEFAULT_ETCD_TIMEOUT),
+            prefix=_optional_string(section, "prefix", at) or "/multinic/ipam/",
+            deadline=deadline,
+        )
+    raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.type must be 'sqlite' or 'etcd', not {kind!r}")
+
+
+def _whereabouts_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
+    """Whereabouts' own spelling: ``"datastore": "etcd", "etcd_host": "host:port"``."""
+    datastore = raw.get("datastore")
+    if datastore is None:
+        return StoreConfig("sqlite")
+    if datastore != "etcd":
+        raise UnsupportedFieldError(
+            f"{PLUGIN_TYPE}: {where}.datastore {datastore!r} is not supported", "datastore"
+        )
+    host = _optional_string(raw, "etcd_host", where)
+    if not host:
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.etcd_host is required with etcd")
+    return StoreConfig("etcd", endpoints=tuple(h.strip() for h in host.split(",")))
+
+
+def _seconds(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidConfigError(
+            f"{PLUGIN_TYPE}: {where}.{key} must be a positive number of seconds"
+        )
+    return float(value)
+
+
+def _optional_string(raw: Mapping[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must be a string")
+    return value
+
+
+def _boolean(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must be true or false")
+    return value
+
+
+def _routes(raw: object, where: str) -> tuple[Route, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where} must be a list")
+    out = []
+    for n, item in enumerate(raw):
+        at = f"{where}[{n}]"
+        if not isinstance(item, dict) or not isinstance(item.get("dst"), str):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at} needs a 'dst' CIDR")
+        gw = item.get("gw")
+        if gw is not None and not isinstance(gw, str):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.gw must be a string")
+        out.append(
+            Route(
+                parse_subnet(item["dst"], f"{at}.dst"),
+                None if not gw else parse_address(gw, f"{at}.gw"),
+            )
+        )
+    return tuple(out)
+
+
+def _dns(raw: object, where: str) -> DNS:
+    if raw is None:
+        return DNS()
+    if not isinstance(raw, dict):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where} must be an object")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must be a list of strings")
+        return tuple(value)
+
+    domain = raw.get("domain", "")
+    if not isinstance(domain, str):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.domain must be a string")
+    return DNS(strings("nameservers"), domain, strings("search"), strings("options"))
+
+
+# --- requested addresses ------------------------------------------------------------
+
+
+def requested_addresses(request: skel.Request) -> list[IPAddress]:
+    """Addresses asked for by the ``ips`` capability or ``IP=`` in CNI_ARGS."""
+    out: list[IPAddress] = []
+    ips = request.config.runtime_config.get("ips")
+    if ips is not None:
+        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: runtimeConfig.ips must be a list of strings")
+        out += [_requested(text, "runtimeConfig.ips") for text in ips]
+    for key, value in request.args:
+        if key == "IP":
+            out += [_requested(text, "CNI_ARGS IP") for text in value.split(",") if text]
+    return out
+
+
+def _requested(text: str, where: str) -> IPAddress:
+    try:
+        return ipaddress.ip_interface(text.strip()).ip
+    except ValueError as exc:
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}: {text!r} is not an IP address") from exc
+
+
+def match_requested(
+    pools: Sequence[blocks.Pool], wanted: Sequence[IPAddress]
+) -> tuple[IPAddress | None, ...]:
+    """Each pool's requested address (None: allocate one); refuses one that fits no range."""
+    out: list[IPAddress | None] = [None] * len(pools)
+    for address in wanted:
+        index = next((i for i, p in enumerate(pools) if address in p.range), None)
+        if index is None:
+            raise AddressUnavailableError(
+                f"requested IP address {address} is not in any configured range",
+                ", ".join(str(p.range) for p in pools),
+            )
+        if out[index] is not None:
+            raise AddressUnavailableError(
+                f"requested IP addresses {out[index]} and {address} are in the same range"
+            )
+        out[index] = address
+    return tuple(out)
+
+
+# --- the plugin ------------------------------------------------------------------------
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The configured store; the etcd modules are imported only when named."""
+    if config.type == "etcd":
+        from multinic.ipam.etcd_store import EtcdStore
+
+        try:
+            return EtcdStore(list(config.endpoints), timeout=config.timeout, prefix=config.prefix)
+        except StoreError as exc:
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: bad etcd store config", str(exc)) from exc
+    from multinic.ipam.sqlite_store import SQLiteStore
+
+    try:
+        return SQLiteStore(config.path)
+    except StoreError as exc:
+        raise IOFailureError(f"{PLUGIN_TYPE}: cannot open the IPAM store", str(exc)) from exc
+
+
+def load(request: skel.Request) -> IPAMConfig:
+    raw = request.config.ipam
+    if raw is None:
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: the network config has no ipam section")
+    return parse_config(raw, request.config.name)
+
+
+def _owner(config: IPAMConfig, request: skel.Request) -> blocks.Owner:
+    return blocks.Owner(config.network, request.container_id, request.ifname)
+
+
+def build_result(
+    config: IPAMConfig, held: Sequence[blocks.Reservation], cni_version: str
+) -> Result:
+    by_pool = {p.id: p for p in config.pools}
+    ips = []
+    for r in held:
+        pool = by_pool[r.pool]
+        ips.append(IPConfig(pool.range.interface(r.address), pool.range.gateway))
+    return Result(cni_version=cni_version, ips=tuple(ips), routes=config.routes, dns=config.dns)
+
+
+class ClusterIPAM:
+    """The ``multinic-ipam`` plugin object (the executable and the node daemon share it)."""
+
+    name = PLUGIN_TYPE
+    supported_versions = SUPPORTED_VERSIONS
+
+    def add(self, request: skel.Request) -> Result:
+        config = load(request)
+        wanted = match_requested(config.pools, requested_addresses(request))
+        owner = _owner(config, request)
+        with _opened(config) as store:
+            deadline = deadline_after(config.store.deadline)
+            held = blocks.allocate(
+                store, blocks.Request(owner, config.node, config.pools, wanted), deadline
+            )
+            if not _fits(config, held, wanted):
+                # Held from an older config of this network (other ranges): start afresh.
+                blocks.release(store, owner, deadline)
+                held = blocks.allocate(
+                    store, blocks.Request(owner, config.node, config.pools, wanted), deadline
+                )
+        return build_result(config, held, request.config.cni_version)
+
+    def delete(self, request: skel.Request) -> None:
+        config = load(request)
+        with _opened(config) as store:
+            blocks.release(store, _owner(config, request), deadline_after(config.store.deadline))
+
+    def check(self, request: skel.Request) -> None:
+        config = load(request)
+        with _opened(config) as store:
+            held = blocks.lookup(
+                store, _owner(config, request), deadline_after(config.store.deadline)
+            )
+        if not held:
+            raise UnknownContainerError(
+                f"{PLUGIN_TYPE}: no reservation for {request.container_id}/{request.ifname}",
+                f"network {config.network}",
+            )
+        prev = request.config.prev_result
+        if prev is not None:
+            expected = {ip.address.ip for ip in prev.ips}
+            missing = sorted(str(r.address) for r in held if r.address not in expected)
+            if missing:
+                raise CNIError(
+                    f"{PLUGIN_TYPE}: reserved addresses are not in prevResult", ", ".join(missing)
+                )
+
+    def status(self, request: skel.Request) -> None:
+        config = load(request)
+        try:
+            with _opened(config) as store:
+                store.snapshot(["status"], deadline=deadline_after(config.store.deadline))
+        except (CNIError, StoreError) as exc:
+            raise PluginNotAvailableError(
+                f"{PLUGIN_TYPE}: the IPAM store is not reachable", str(exc)
+            ) from exc
+
+    def gc(self, request: skel.Request) -> None:
+        config = load(request)
+        valid = request.config.valid_attachments
+        if valid is None:
+            return  # no list from the runtime: never release what might be in use
+        with _opened(config) as store:
+            blocks.gc(store, config.network, valid, deadline_after(config.store.deadline))
+
+
+def _fits(
+    config: IPAMConfig, held: Sequence[blocks.Reservation], wanted: Sequence[IPAddress | None]
+) -> bool:
+    ids = [p.id for p in config.pools]
+    if sorted(r.pool for r in held) != sorted(ids):
+        return False
+    by_pool = {r.pool: r.address for r in held}
+    return all(w is None or by_pool[p] == w for p, w in zip(ids, wanted, strict=True))
+
+
+class _opened:  # noqa: N801 - used as a context manager, reads like `with open(...)`
+    """Open the store for one request, close it after, and map store errors to CNI ones."""
+
+    def __init__(self, config: IPAMConfig) -> None:
+        self.store = open_store(config.store)
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self.store.close()
+        if isinstance(exc, StoreUnavailableError):
+            raise TryAgainLaterError(
+                f"{PLUGIN_TYPE}: the IPAM store is unavailable", str(exc)
+            ) from exc
+        if isinstance(exc, StoreError):
+            raise IOFailureError(f"{PLUGIN_TYPE}: the IPAM store failed", str(exc)) from exc
+
+
+PLUGIN = ClusterIPAM()
+
+
+def main() -> NoReturn:
+    skel.main(PLUGIN)
