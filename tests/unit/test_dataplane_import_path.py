@@ -14,8 +14,9 @@ import pytest
 
 from tests.unit.test_import_path import HEAVY
 
-#: Only entering a namespace needs these (setns through ctypes, a thread to do it in).
-LAZY = ("ctypes", "threading")
+#: Entering a namespace needs ctypes (setns) and a thread, loaded only then; socket.py is
+#: avoided altogether (the C module _socket has all we use).
+LAZY = ("ctypes", "threading", "socket")
 
 DATAPLANE_MODULES = (
     "multinic.dataplane",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 import struct
 
 from multinic.dataplane import netlink as nl
@@ -15,6 +14,7 @@ from multinic.dataplane.errors import (
     kernel_error,
 )
 from multinic.dataplane.links import Link, get_link
+from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
 
 RTM_NEWADDR = 20
@@ -37,7 +37,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def _family(version: int) -> int:
-    return socket.AF_INET if version == 4 else socket.AF_INET6
+    return AF_INET if version == 4 else AF_INET6
 
 
 def _index(ns: Netns, link: str | int | Link) -> tuple[int, str]:
@@ -140,4 +140,4 @@ def tentative_addresses(ns: Netns, link: str | int | Link) -> list[IPInterface]:
     """IPv6 addresses still in duplicate address detection (or that failed it)."""
     index, _ = _index(ns, link)
     pending = IFA_F_TENTATIVE | IFA_F_DADFAILED
-    return [a for a, flags in _dump(ns, index, socket.AF_INET6) if flags & pending]
+    return [a for a, flags in _dump(ns, index, AF_INET6) if flags & pending]

@@ -9,8 +9,8 @@ returns the failures instead of raising them.
 
 from __future__ import annotations
 
+import _socket  # not socket: see netlink.py
 import ipaddress
-import socket
 import struct
 
 from multinic.dataplane.errors import AnnounceError, DataplaneError
@@ -60,14 +60,16 @@ def neighbour_advertisement(mac: bytes, address: ipaddress.IPv6Address) -> bytes
 
 
 def _send(ns: Netns, link: Link, proto: int, frame: bytes, dst_mac: bytes, count: int) -> None:
-    def open_packet_socket() -> socket.socket:
-        return socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
+    def open_packet_socket() -> _socket.socket:
+        return _socket.socket(_socket.AF_PACKET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 0)
 
     sock = run_in_netns(ns, open_packet_socket)
-    with sock:
+    try:
         # The interface name is resolved in the socket's namespace: the pod's.
         for _ in range(count):
             sock.sendto(frame, (link.name, proto, 0, 0, dst_mac))
+    finally:
+        sock.close()
 
 
 def _link_mac(ns: Netns, link: str | int | Link) -> tuple[Link, bytes]:

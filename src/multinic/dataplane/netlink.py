@@ -6,11 +6,16 @@ more than a whole plugin run is allowed to take (docs/dataplane.md).
 
 from __future__ import annotations
 
+# _socket, not socket: socket.py costs ~2 ms at import (enums, selectors), about as
+# much as the whole data plane; the C module has everything used here.
+import _socket
 import contextlib
-import socket
 import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
+
+AF_INET = _socket.AF_INET
+AF_INET6 = _socket.AF_INET6
 
 # <linux/netlink.h>
 NETLINK_ROUTE = 0
@@ -199,7 +204,7 @@ def decode_error(flags: int, payload: bytes) -> tuple[int, str]:
 class Rtnl:
     """An rtnetlink socket; it stays in the namespace it was created in."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
         self._seq = 0
         self._buffer = bytearray(_RECV_BUFFER)
@@ -207,7 +212,7 @@ class Rtnl:
     @classmethod
     def open(cls) -> Rtnl:
         """A socket in the calling thread's network namespace."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, 0)
         try:
             # Ask for the kernel's reason text in errors and short acks; older kernels
             # without these options still work, just less chatty.
@@ -265,7 +270,7 @@ class Rtnl:
                     yield Message(type_, flags, payload)
 
     def _receive(self) -> Iterable[tuple[int, int, int, bytes]]:
-        n = self._sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
+        n = self._sock.recv_into(self._buffer, 0, _socket.MSG_TRUNC)
         if n > len(self._buffer):
             raise KernelError(90, f"netlink datagram of {n} bytes truncated")  # EMSGSIZE
         return list(iter_messages(bytes(self._buffer[:n])))

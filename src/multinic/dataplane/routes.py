@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 import struct
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ from multinic.dataplane.errors import (
     kernel_error,
 )
 from multinic.dataplane.links import Link, get_link
+from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
 
 RTM_NEWROUTE = 24
@@ -87,7 +87,7 @@ def _encode(
         # As `ip route add`: an IPv4 route without a gateway is on-link.
         on_link = gateway is None and dst.version == 4
         scope = RT_SCOPE_NOWHERE if deleting else RT_SCOPE_LINK if on_link else RT_SCOPE_UNIVERSE
-    family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    family = AF_INET if dst.version == 4 else AF_INET6
     header = _RTMSG.pack(
         family,
         dst.prefixlen,
@@ -213,7 +213,7 @@ def decode_route(payload: bytes) -> Route:
         payload
     )
     attrs = nl.parse_attrs(payload, _RTMSG.size)
-    zero = b"\0" * (4 if family == socket.AF_INET else 16)
+    zero = b"\0" * (4 if family == AF_INET else 16)
     dst = ipaddress.ip_network((attrs.get(RTA_DST, zero), dst_len))
     metrics = nl.get_nested(attrs, RTA_METRICS)
     gateway = attrs.get(RTA_GATEWAY)
@@ -241,8 +241,8 @@ def list_routes(
     oif: str | int | Link | None = None,
 ) -> list[Route]:
     """Routes of one table (main by default; None: every table), optionally per link."""
-    families = (socket.AF_INET, socket.AF_INET6) if version is None else (
-        (socket.AF_INET,) if version == 4 else (socket.AF_INET6,)
+    families = (AF_INET, AF_INET6) if version is None else (
+        (AF_INET,) if version == 4 else (AF_INET6,)
     )  # fmt: skip
     index = _oif(ns, oif)
     routes = []

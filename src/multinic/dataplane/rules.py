@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 import struct
 from typing import NamedTuple
 
@@ -15,6 +14,7 @@ from multinic.dataplane.errors import (
     RuleNotFoundError,
     kernel_error,
 )
+from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
 
 RTM_NEWRULE = 32
@@ -65,7 +65,7 @@ def _encode(
     oif: str | None,
     version: int | None,
 ) -> bytes:
-    family = socket.AF_INET if _version(src, dst, version) == 4 else socket.AF_INET6
+    family = AF_INET if _version(src, dst, version) == 4 else AF_INET6
     header = _FIB_RULE_HDR.pack(
         family,
         0 if dst is None else dst.prefixlen,
@@ -173,7 +173,7 @@ def decode_rule(payload: bytes) -> Rule:
     src = attrs.get(FRA_SRC)
     dst = attrs.get(FRA_DST)
     return Rule(
-        version=4 if family == socket.AF_INET else 6,
+        version=4 if family == AF_INET else 6,
         priority=nl.get_u32(attrs, FRA_PRIORITY),
         src=None if src is None else ipaddress.ip_network((src, src_len)),
         dst=None if dst is None else ipaddress.ip_network((dst, dst_len)),
@@ -188,7 +188,7 @@ def list_rules(ns: Netns, *, version: int | None = None) -> list[Rule]:
     versions = (4, 6) if version is None else (version,)
     rules: list[Rule] = []
     for v in versions:
-        family = socket.AF_INET if v == 4 else socket.AF_INET6
+        family = AF_INET if v == 4 else AF_INET6
         header = _FIB_RULE_HDR.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         rules.extend(decode_rule(m.payload) for m in ns.rtnl.dump(RTM_GETRULE, header))
     return rules
