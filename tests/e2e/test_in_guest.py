@@ -41,7 +41,6 @@ def test_guest_kernel_suite_passes_inside_the_guest(guest: Guest, tmp_path: Path
 
     result = guest(command, timeout=GUEST_SUITE_TIMEOUT, env=env, shared=[tmp_path])
 
-    print(result.output)  # shown with -rA, and on failure
     if result.returncode != 0:
         pytest.fail(
             f"pytest in the guest exited {result.returncode}:\n{result.output}", pytrace=False
@@ -53,6 +52,7 @@ def test_guest_kernel_suite_passes_inside_the_guest(guest: Guest, tmp_path: Path
     )
     assert tests > 0, result.output
     assert (failures, errors, skipped) == (0, 0, 0), result.output
+    print(result.output)  # the guest's pytest report, for -rA
 
 
 def test_host_deselects_guest_kernel_tests_instead_of_skipping_them() -> None:

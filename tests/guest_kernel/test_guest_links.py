@@ -1,7 +1,7 @@
 """Inside the guest: pods get ipvlan and vlan links, the way our plugins will make them.
 
-These prove the in-guest test path (pytest, the netns fixtures, iproute2 and
-pyroute2 on the guest's kernel) and what the ipvlan/vlan plugins rely on.
+These prove the in-guest test path (pytest, the netns fixtures, iproute2 and our
+data plane on the guest's kernel) and what the ipvlan/vlan plugins rely on.
 """
 
 from __future__ import annotations
@@ -9,13 +9,11 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from pyroute2 import NetNS
 
+from multinic.dataplane import open_netns
+from multinic.dataplane.links import create_ipvlan, create_vlan
 from multinic.lab import netns as lab
 from tests.netns.conftest import unique
-
-# IFLA_IPVLAN_MODE values (include/uapi/linux/if_link.h).
-IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 
 def _kind(ifname: str, netns: str) -> tuple[str, dict[str, object]]:
@@ -50,13 +48,17 @@ def test_ipvlan_slaves_of_one_parent_in_two_pods_reach_each_other(
     assert _kind("eth1", pod) == ("ipvlan", {"mode": mode, "bridge": True})
 
 
-def test_pyroute2_creates_ipvlan_and_vlan_in_a_pod(pod: str) -> None:
-    with NetNS(pod) as ns:
-        ns.link("add", ifname="uplink", kind="dummy")
-        (uplink,) = ns.link_lookup(ifname="uplink")
-        ns.link("add", ifname="ipvl3s", kind="ipvlan", link=uplink, ipvlan_mode=IPVLAN_MODES["l3s"])
-        ns.link("add", ifname="uplink.42", kind="vlan", link=uplink, vlan_id=42)
+def test_dataplane_creates_ipvlan_l3s_and_vlan_into_a_pod(pod: str, pod2: str) -> None:
+    node = pod2  # stands in for the node: nothing lands in the guest's own namespace
+    lab.ip("link", "add", "uplink", "type", "dummy", netns=node)
 
-    assert _kind("ipvl3s", pod)[1]["mode"] == "l3s"
-    vlan_kind, vlan = _kind("uplink.42", pod)
+    with (
+        open_netns(str(lab.netns_path(node))) as node_ns,
+        open_netns(str(lab.netns_path(pod))) as pod_ns,
+    ):
+        create_ipvlan(node_ns, "eth1", "uplink", mode="l3s", target_ns=pod_ns)
+        create_vlan(node_ns, "eth2", "uplink", 42, target_ns=pod_ns)
+
+    assert _kind("eth1", pod) == ("ipvlan", {"mode": "l3s", "bridge": True})
+    vlan_kind, vlan = _kind("eth2", pod)
     assert (vlan_kind, vlan["protocol"], vlan["id"]) == ("vlan", "802.1Q", 42)
