@@ -39,7 +39,7 @@ from multinic.plugins.install import install_plugins
 REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
 BUSYBOX = Path("/bin/busybox")
 #: The applets the tests run inside the container.
-APPLETS = ("sh", "ip", "ping", "cat", "ls", "sleep")
+APPLETS = ("sh", "ip", "ping", "cat", "ls", "sleep", "true")
 IMAGE = "localhost/multinic-busybox:latest"
 
 #: Machine paths podman or its tools create when missing; removed again if the session made them.
