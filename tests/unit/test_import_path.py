@@ -34,6 +34,8 @@ PLUGIN_PATH_MODULES = (
     "multinic.cni.spawn",
     "multinic.plugins.delegate",
     "multinic.plugins.registry",
+    "multinic.plugins.host_local",
+    "multinic.plugins.static",
     "multinic.plugins.cluster_ipam",
     "multinic.ipam.sqlite_store",
 )

@@ -24,12 +24,13 @@ Where it differs from the reference, on purpose:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.config import Attachment
 from multinic.cni.errors import (
+    CNIError,
     InvalidConfigError,
     IOFailureError,
     PluginNotAvailableError,
@@ -214,17 +215,23 @@ def _one(
             f"{owner.container_id}/{owner.ifname} already holds {existing[0].address}",
             f"not the requested {want}",
         )
-    undo.callback(store.restore_last_reserved, index, store.last_reserved_bytes(index))
+    undo.callback(_quietly, store.restore_last_reserved, index, store.last_reserved_bytes(index))
     while True:
         got = allocator.allocate(owner, want)
         if store.reserve(got.address, owner, index):
-            undo.callback(store.release, got.address)
+            undo.callback(_quietly, store.release, got.address)
             return got.ip_config()
         # A file this snapshot did not show (not readable as a reservation): skip it.
         if want is not None:
             raise AddressUnavailableError(f"requested IP address {want} is not available")
         allocator.release(got.address)
         allocator.allocate(Attachment("", ""), got.address)
+
+
+def _quietly(undo: Callable[..., None], *args: Any) -> None:
+    # Rollback is best effort: its own failure must not hide the error that caused it.
+    with contextlib.suppress(OSError, CNIError):
+        undo(*args)
 
 
 def _exhausted(store: HostLocalStore, conf: HostLocalConfig) -> str:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 PLUGINS: Mapping[str, str] = {
     # One line per plugin, sorted by type.
+    "multinic-host-local": "multinic.plugins.host_local",
     "multinic-ipam": "multinic.plugins.cluster_ipam",
+    "multinic-static": "multinic.plugins.static",
 }
 
 
