@@ -166,27 +166,39 @@ def allocation_overlaps(plan: Plan) -> Iterator[Finding]:
     # A sweep over start addresses: each span is compared with the open span reaching
     # furthest, so n allocations cost n log n, not n squared. In-use prefixes may
     # overlap one another (that is the admin's list), never an allocation.
-    items = [(a.prefix, _label(a), True) for a in plan.allocations()]
-    items += [(p, f"in-use prefix {p}", False) for p in plan.fabric.in_use]
+    # Labels are only formatted for findings: a large fabric has ten thousand allocations.
+    labels: list[Allocation | IPNetwork] = [*plan.allocations(), *plan.fabric.in_use]
     for version in (4, 6):
         spans = sorted(
-            (int(p.network_address), int(p.broadcast_address), label, allocated)
-            for p, label, allocated in items
+            (int(p.network_address), int(p.network_address) + p.num_addresses - 1, n)
+            for n, p in enumerate(x.prefix if isinstance(x, Allocation) else x for x in labels)
             if p.version == version
         )
-        open_end, open_label, open_allocated = -1, "", False
-        for start, end, label, allocated in spans:
-            if start <= open_end and (allocated or open_allocated):
-                yield Finding(ERROR, "overlap", f"{label} overlaps {open_label}")
+        open_end, open_n = -1, 0
+        for start, end, n in spans:
+            either_allocated = isinstance(labels[n], Allocation) or isinstance(
+                labels[open_n], Allocation
+            )
+            if start <= open_end and either_allocated:
+                yield Finding(
+                    ERROR, "overlap", f"{_describe(labels[n])} overlaps {_describe(labels[open_n])}"
+                )
             if end > open_end:
-                open_end, open_label, open_allocated = end, label, allocated
+                open_end, open_n = end, n
 
 
 def allocation_outside_block(plan: Plan) -> Iterator[Finding]:
     """Every allocation lies inside its block (a hand-edited previous plan may not)."""
+    bounds = {
+        (b.kind, p.version): (int(p.network_address), int(p.network_address) + p.num_addresses)
+        for b in plan.fabric.blocks
+        for p in b.prefixes
+    }
     for alloc in plan.allocations():
-        block = plan.fabric.block(alloc.kind).family(alloc.prefix.version)
-        if block is None or not alloc.prefix.subnet_of(block):  # type: ignore[arg-type]
+        low, high = bounds.get((alloc.kind, alloc.prefix.version), (0, 0))
+        start = int(alloc.prefix.network_address)
+        if not (low <= start and start + alloc.prefix.num_addresses <= high):
+            block = plan.fabric.block(alloc.kind).family(alloc.prefix.version)
             yield Finding(
                 ERROR,
                 "outside",
@@ -362,6 +374,10 @@ def _fragment_message(short: Shortfall) -> str:
 
 def _overlapping(prefix: IPNetwork, others: Iterable[IPNetwork]) -> list[IPNetwork]:
     return [o for o in others if o.version == prefix.version and prefix.overlaps(o)]
+
+
+def _describe(item: Allocation | IPNetwork) -> str:
+    return _label(item) if isinstance(item, Allocation) else f"in-use prefix {item}"
 
 
 def _label(alloc: Allocation) -> str:
