@@ -104,8 +104,9 @@ def load_previous(path: Path) -> dict[tuple[BlockKind, str, int], IPNetwork]:
     import yaml
 
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+        doc = _decode(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise PreviousPlanError(f"{path}: cannot read the previous plan: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PreviousPlanError(f"{path}: not a plan written by `multinic plan` ({FORMAT})")
@@ -113,6 +114,17 @@ def load_previous(path: Path) -> dict[tuple[BlockKind, str, int], IPNetwork]:
         return _previous_allocations(doc)
     except (KeyError, TypeError, ValueError) as exc:
         raise PreviousPlanError(f"{path}: malformed plan: {exc!r}") from exc
+
+
+def _decode(text: str) -> object:
+    # JSON first: json is ten times faster than even libyaml on a large plan.
+    import yaml
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
 
 
 def _previous_allocations(doc: Mapping[str, Any]) -> dict[tuple[BlockKind, str, int], IPNetwork]:

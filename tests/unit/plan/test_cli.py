@@ -133,3 +133,23 @@ def test_map_needs_svg_or_html() -> None:
 
     assert done.exit_code == 2
     assert "--map takes a file ending in .svg or .html" in done.stderr
+
+
+def test_previous_in_yaml_gives_the_same_plan_back(tmp_path: Path) -> None:
+    previous = tmp_path / "plan.yaml"
+    previous.write_text(run(str(EXAMPLE), "--yaml").stdout)
+
+    again = run(str(EXAMPLE), "--previous", str(previous), "--yaml")
+
+    assert again.exit_code == 0
+    assert again.stdout == previous.read_text()
+
+
+def test_previous_that_is_neither_json_nor_yaml(tmp_path: Path) -> None:
+    broken = tmp_path / "plan.json"
+    broken.write_text("{not: [json")
+
+    done = run(str(EXAMPLE), "--previous", str(broken))
+
+    assert done.exit_code == 1
+    assert "cannot read the previous plan" in done.stderr
