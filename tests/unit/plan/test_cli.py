@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +155,16 @@ def test_previous_that_is_neither_json_nor_yaml(tmp_path: Path) -> None:
 
     assert done.exit_code == 1
     assert "cannot read the previous plan" in done.stderr
+
+
+def test_the_cli_loads_neither_the_planner_nor_yaml_nor_rich_until_plan_runs() -> None:
+    probe = (
+        "import sys, json; import multinic.cli.main; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('yaml', 'rich') or m.startswith('multinic.plan'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert json.loads(done.stdout) == []
