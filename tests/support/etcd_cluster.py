@@ -7,13 +7,13 @@ cluster as a context manager so that happens even when a test fails.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,11 +83,27 @@ class Member:
             self._log.close()
             self._log = None
 
+    def _ask(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1)
+        try:
+            conn.request(method, path, body)
+            answer: dict[str, Any] = json.loads(conn.getresponse().read())
+            return answer
+        finally:
+            conn.close()
+
+    def is_leader(self) -> bool:
+        """Whether this member leads the raft group now (False when it does not answer)."""
+        try:
+            status = self._ask("POST", "/v3/maintenance/status", b"{}")
+        except (OSError, ValueError, http.client.HTTPException):
+            return False
+        return bool(status.get("leader") == status.get("header", {}).get("member_id"))
+
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1) as answer:
-                return bool(json.loads(answer.read()).get("health") == "true")
-        except (OSError, ValueError):
+            return self._ask("GET", "/health").get("health") == "true"
+        except (OSError, ValueError, http.client.HTTPException):
             return False
 
 
@@ -108,6 +124,16 @@ class EtcdCluster:
         for member in self.members:
             member.start(self.initial_cluster, "new")
         self.wait_healthy(self.members)
+
+    def leader(self) -> Member:
+        """The member leading now (waits for an election if there is none)."""
+        end = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < end:
+            for member in self.members:
+                if member.process is not None and member.is_leader():
+                    return member
+            time.sleep(0.1)
+        raise RuntimeError(f"no etcd leader: {self.logs()}")
 
     def kill(self, member: Member) -> None:
         member.kill()
