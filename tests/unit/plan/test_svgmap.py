@@ -23,10 +23,20 @@ def test_every_allocation_and_free_prefix_has_a_box_with_a_title() -> None:
 
     for alloc in plan.allocations():
         assert any(f" {alloc.prefix} of {alloc.owner} " in t for t in found), alloc
-    free = [p for prefixes in plan.free.values() for p in prefixes]
-    assert sum(t.startswith("free ") for t in found) == len(free)
-    # One bar (its background) per block prefix.
-    assert sum(t.endswith("in use or reserved outside the plan") for t in found) == 4
+    free = {f"free {p} ({p.num_addresses:,} addresses)" for ps in plan.free.values() for p in ps}
+    assert {t for t in found if t.startswith("free ")} == free
+    bars = [t.split(":")[0] for t in found if t.endswith("in use outside the plan")]
+    # A bar per block, and a zoomed one where the allocations fill a small corner.
+    assert bars == [
+        "10.10.0.0/20",
+        "10.10.0.0/22",  # a, b and the in-use /24
+        "10.32.0.0/11",
+        "10.32.0.0/18",  # two /19s
+        "100.64.0.0/10",
+        "100.64.0.0/19",
+        "10.100.0.0/16",
+        "10.100.0.0/25",
+    ]
 
 
 def test_dual_stack_has_a_bar_per_family() -> None:
@@ -34,7 +44,9 @@ def test_dual_stack_has_a_bar_per_family() -> None:
 
     found = titles(render_svg(plan))
 
-    assert sum(t.endswith("in use or reserved outside the plan") for t in found) == 8
+    bars = [t.split(": ")[0] for t in found if t.endswith("in use outside the plan")]
+    assert bars[:4] == ["10.10.0.0/20", "10.10.0.0/24", "fd00:10::/56", "fd00:10::/64"]
+    assert len(bars) == 16  # eight block prefixes, each zoomed to its one cluster
 
 
 def test_colours_are_per_cluster_and_stable() -> None:
@@ -53,4 +65,5 @@ def test_html_wraps_the_svg_with_a_legend_and_findings() -> None:
     assert "<svg" in page
     assert "class='legend'" in page
     assert "node block 10.10.0.0/20 is not inside any routable prefix" in page
-    assert "<li><span style='background:hsl(0, 62%, 58%)'></span>a</li>" in page
+    colour = cluster_colours(plan)["a"]
+    assert f"<li><span style='background:{colour}'></span>a</li>" in page
