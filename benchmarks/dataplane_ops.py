@@ -92,14 +92,20 @@ def one_round(contender: Callable[[str, str], dict[str, float]], tag: str) -> di
         return contender(str(node_path), str(pod_path))
 
 
-def import_ms(statement: str, runs: int) -> float:
-    def once(code: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        return time.perf_counter() - start
+def import_costs(statements: dict[str, str], runs: int) -> dict[str, float]:
+    """Median over runs of (statement - bare interpreter), each run interleaving all of them."""
 
-    bare = statistics.median(once("pass") for _ in range(runs))
-    return (statistics.median(once(statement) for _ in range(runs)) - bare) * 1000
+    def once(code: str) -> float:
+        begin = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - begin
+
+    deltas: dict[str, list[float]] = {label: [] for label in statements}
+    for _ in range(runs):
+        bare = once("pass")
+        for label, code in statements.items():
+            deltas[label].append((once(code) - bare) * 1000)
+    return {label: statistics.median(values) for label, values in deltas.items()}
 
 
 def main() -> None:
@@ -119,17 +125,21 @@ def main() -> None:
         b = statistics.median(r[step] for r in results["pyroute2"])
         print(f"{step:<10}{a:>10.2f}{b:>10.2f}{a / b:>8.2f}")
     runs = max(10, args.rounds)
-    print(f"import cost over a bare interpreter, median of {runs} runs (ms)")
+    print(f"start-up cost over a bare interpreter, median of {runs} paired runs (ms)")
     entry = "import multinic.cni.skel, multinic.cni.types"
     enter = f"{entry}, multinic.dataplane as d; d.open_netns({warm_pod!r}).rtnl"
-    for label, statement in (
-        ("plugin entry (skel, types)", entry),
-        ("  + multinic.dataplane", f"{entry}, multinic.dataplane"),
-        ("  + dataplane + netns socket", enter),
-        ("import multinic.dataplane", "import multinic.dataplane"),
-        ("import pyroute2", "import pyroute2"),
-    ):
-        print(f"  {label:<28}{import_ms(statement, runs):>8.1f}")
+    costs = import_costs(
+        {
+            "plugin entry (skel, types)": entry,
+            "  + multinic.dataplane": f"{entry}, multinic.dataplane",
+            "  + dataplane, netns socket": enter,
+            "import multinic.dataplane": "import multinic.dataplane",
+            "import pyroute2": "import pyroute2",
+        },
+        runs,
+    )
+    for label, ms in costs.items():
+        print(f"  {label:<28}{ms:>8.1f}")
 
 
 def _warm_up() -> tuple[str, str]:

@@ -12,6 +12,7 @@ from multinic.dataplane.addresses import (
     add_address,
     delete_address,
     list_addresses,
+    settle_addresses,
     tentative_addresses,
 )
 from multinic.dataplane.announce import announce, send_gratuitous_arp, send_unsolicited_na
@@ -131,6 +132,7 @@ __all__ = [
     "set_link",
     "set_master",
     "set_up",
+    "settle_addresses",
     "tentative_addresses",
     "write_sysctl",
 ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
+import time
 
 from multinic.dataplane import netlink as nl
 from multinic.dataplane.errors import (
     AddressExistsError,
     AddressNotFoundError,
+    DataplaneError,
     LinkNotFoundError,
     kernel_error,
 )
@@ -141,3 +143,32 @@ def tentative_addresses(ns: Netns, link: str | int | Link) -> list[IPInterface]:
     index, _ = _index(ns, link)
     pending = IFA_F_TENTATIVE | IFA_F_DADFAILED
     return [a for a, flags in _dump(ns, index, AF_INET6) if flags & pending]
+
+
+def settle_addresses(ns: Netns, link: str | int | Link, *, timeout: float = 5.0) -> None:
+    """Wait until no IPv6 address of the link is tentative (DAD done), as the reference does.
+
+    DAD failing (a duplicate on the link) or not finishing in ``timeout`` seconds
+    raises DataplaneError naming the addresses.
+    """
+    index, name = _index(ns, link)
+    deadline = time.monotonic() + timeout
+    while True:
+        addresses = _dump(ns, index, AF_INET6)
+        failed = [str(a) for a, flags in addresses if flags & IFA_F_DADFAILED]
+        if failed:
+            raise DataplaneError(
+                f"duplicate address detection failed for {', '.join(failed)}",
+                interface=name,
+                netns=ns.name,
+            )
+        pending = [str(a) for a, flags in addresses if flags & IFA_F_TENTATIVE]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise DataplaneError(
+                f"addresses still tentative after {timeout:g} s: {', '.join(pending)}",
+                interface=name,
+                netns=ns.name,
+            )
+        time.sleep(0.05)

@@ -68,3 +68,20 @@ def test_address_on_a_missing_link(pod: Space) -> None:
     with pytest.raises(dp.LinkNotFoundError) as caught:
         dp.add_address(pod.ns, "eth9", IPv4Interface("10.22.0.5/24"))
     assert (caught.value.interface, caught.value.netns) == ("eth9", pod.path)
+
+
+def test_settle_waits_for_dad(pod: Space, eth0: dp.Link) -> None:
+    dp.add_address(pod.ns, eth0, IPv6Interface("fd00:22::7/64"))
+    dp.settle_addresses(pod.ns, eth0)
+    [seen] = [a for a in ip_addrs(pod, "eth0") if a["local"] == "fd00:22::7"]
+    assert "tentative" not in seen
+    assert dp.tentative_addresses(pod.ns, eth0) == []
+
+
+def test_settle_reports_failed_dad(node: Space, pod: Space, eth0: dp.Link) -> None:
+    # The node end owns the address already: the pod's DAD sees the duplicate.
+    dp.add_address(node.ns, "veth-h", IPv6Interface("fd00:22::8/64"), nodad=True)
+    dp.add_address(pod.ns, eth0, IPv6Interface("fd00:22::8/64"))
+    with pytest.raises(dp.DataplaneError, match="duplicate address detection failed") as caught:
+        dp.settle_addresses(pod.ns, eth0)
+    assert (caught.value.interface, caught.value.netns) == ("eth0", pod.path)
