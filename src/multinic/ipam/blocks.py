@@ -549,3 +549,100 @@ def gc(
         if on_release is not None:
             on_release(owner, held)
     return released
+
+
+# --- inspection and upkeep (the `multinic ipam` CLI) -------------------------------------
+
+
+class Held(NamedTuple):
+    """One address as recorded in a node's block document."""
+
+    address: IPAddress
+    block: IPNetwork
+    node: str
+    owner: Owner
+
+
+class PoolState(NamedTuple):
+    """A pool as stored: its range, its blocks and who holds what."""
+
+    id: str
+    range: IPRange
+    prefixlen: int
+    blocks: dict[IPNetwork, str]
+    held: tuple[Held, ...]
+
+    @property
+    def capacity(self) -> int:
+        """Addresses the range can hand out at all (gateway, network, broadcast and
+        excluded ones not counted)."""
+        return AddressAllocator(RangeSet((self.range,))).size
+
+    def used_in(self, block: IPNetwork) -> int:
+        return sum(1 for h in self.held if h.block == block)
+
+
+def pool_ids(store: Store, deadline: float) -> list[str]:
+    """Every pool that has ever had a block claimed."""
+    return sorted(key[len("pools/") :] for key in store.scan("pools/", deadline=deadline))
+
+
+def pool_state(store: Store, pool_id: str, deadline: float) -> PoolState | None:
+    """The pool ``pool_id`` as stored, or None when there is no such pool."""
+    pkey = pool_key(pool_id)
+    doc = decode(pkey, store.snapshot([pkey], deadline=deadline)[pkey])
+    if doc is None:
+        return None
+    prefix = node_prefix(pool_id)
+    held = []
+    for key, item in sorted(store.scan(prefix, deadline=deadline).items()):
+        node_doc = decode(key, item) or {"blocks": {}}
+        for block_text, entry in node_doc["blocks"].items():
+            for address, owner in entry["ips"].items():
+                held.append(
+                    Held(
+                        ipaddress.ip_address(address),
+                        ipaddress.ip_network(block_text),
+                        key[len(prefix) :],
+                        Owner(*owner),
+                    )
+                )
+    return PoolState(
+        pool_id,
+        pool_range(doc),
+        int(doc["prefixlen"]),
+        {ipaddress.ip_network(b): n for b, n in doc["blocks"].items()},
+        tuple(sorted(held, key=lambda h: (h.address.version, int(h.address)))),
+    )
+
+
+def release_empty_blocks(store: Store, pool_id: str, deadline: float) -> list[IPNetwork]:
+    """Give back every block of ``pool_id`` that holds no address, so any node can claim it."""
+    pkey = pool_key(pool_id)
+
+    def attempt() -> list[IPNetwork]:
+        plan = Plan(store, deadline, store.snapshot([pkey], deadline=deadline))
+        pool_doc = plan.get(pkey)
+        if pool_doc is None:
+            return []
+        plan.scan(node_prefix(pool_id))
+        freed = []
+        for block_text, node in sorted(pool_doc["blocks"].items()):
+            nkey = node_key(pool_id, node)
+            node_doc = plan.get(nkey) or {"blocks": {}}
+            entry = node_doc["blocks"].get(block_text)
+            if entry is not None and entry["ips"]:
+                continue
+            # Committed only if the node document did not move: a concurrent ADD
+            # into this block makes the commit fail and the next attempt keep it.
+            node_doc["blocks"].pop(block_text, None)
+            plan.put(nkey, node_doc)
+            del pool_doc["blocks"][block_text]
+            freed.append(ipaddress.ip_network(block_text))
+        if freed:
+            plan.put(pkey, pool_doc)
+        if not plan.commit():
+            raise Conflict
+        return freed
+
+    return retry_cas(attempt, deadline, what="releasing empty blocks")

@@ -1,0 +1,300 @@
+"""``multinic ipam``: look at and tidy the cluster-wide IPAM store.
+
+``ls`` lists pools, ``usage`` draws a bar per pool, ``show POOL`` lists its
+blocks and addresses, ``release`` frees one attachment's addresses, ``gc``
+frees every attachment of a network not in a keep list and gives back empty
+blocks. Tables are for people; ``--json`` is for programs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:  # the IPAM modules load when a command runs, not with `multinic`
+    from multinic.ipam import blocks
+    from multinic.ipam.store import Store
+
+DEFAULT_DB = "/var/lib/multinic/ipam.db"
+
+
+class IpamContext:
+    """Which store the commands read: SQLite by default, etcd when endpoints are given."""
+
+    def __init__(self, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
+        self.db, self.etcd, self.prefix, self.timeout = db, etcd, prefix, timeout
+
+    def open(self) -> Store:
+        from multinic.ipam.store import StoreError
+
+        try:
+            if self.etcd:
+                from multinic.ipam.etcd_store import EtcdStore
+
+                return EtcdStore(list(self.etcd), prefix=self.prefix)
+            if not Path(self.db).exists():
+                raise click.ClickException(f"no IPAM database at {self.db}")
+            from multinic.ipam.sqlite_store import SQLiteStore
+
+            return SQLiteStore(self.db)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def deadline(self) -> float:
+        from multinic.ipam.store import deadline_after
+
+        return deadline_after(self.timeout)
+
+
+pass_ipam = click.make_pass_decorator(IpamContext)
+
+
+@click.group()
+@click.option(
+    "--db",
+    envvar="MULTINIC_IPAM_DB",
+    default=DEFAULT_DB,
+    show_default=True,
+    help="SQLite store (env MULTINIC_IPAM_DB).",
+)
+@click.option(
+    "--etcd",
+    multiple=True,
+    envvar="MULTINIC_ETCD_ENDPOINTS",
+    help="etcd endpoint, repeatable (env MULTINIC_ETCD_ENDPOINTS, space-separated).",
+)
+@click.option("--prefix", default="/multinic/ipam/", show_default=True, help="etcd key prefix.")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds for one command.")
+@click.pass_context
+def ipam(ctx: click.Context, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
+    """Cluster-wide IP address management (multinic-ipam's store)."""
+    ctx.obj = IpamContext(db, etcd, prefix, timeout)
+
+
+def _with_store(context: IpamContext, work: Any) -> Any:
+    from multinic.cni.errors import CNIError
+    from multinic.ipam.store import StoreError
+
+    store = context.open()
+    try:
+        return work(store, context.deadline())
+    except (CNIError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _pools(context: IpamContext) -> list[blocks.PoolState]:
+    from multinic.ipam import blocks
+
+    def read(store: Store, deadline: float) -> list[blocks.PoolState]:
+        found = [blocks.pool_state(store, p, deadline) for p in blocks.pool_ids(store, deadline)]
+        return [s for s in found if s is not None]
+
+    result: list[blocks.PoolState] = _with_store(context, read)
+    return result
+
+
+def _count(n: int) -> str:
+    # An IPv6 /64 holds 2**64 addresses: digits nobody reads.
+    return str(n) if n < 10**9 else f"{n:.2e}"
+
+
+def _summary(state: blocks.PoolState) -> dict[str, Any]:
+    capacity = state.capacity
+    used = len(state.held)
+    return {
+        "pool": state.id,
+        "range": str(state.range),
+        "block_prefixlen": state.prefixlen,
+        "blocks": len(state.blocks),
+        "nodes": sorted(set(state.blocks.values())),
+        "used": used,
+        "capacity": capacity,
+        "percent": round(100.0 * used / capacity, 2) if capacity else 100.0,
+    }
+
+
+@ipam.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@pass_ipam
+def ls_command(context: IpamContext, as_json: bool) -> None:
+    """List pools: range, blocks, nodes and how full they are."""
+    summaries = [_summary(s) for s in _pools(context)]
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="IPAM pools")
+    for column in ("pool", "range", "block", "blocks", "nodes", "used", "capacity", "%"):
+        numeric = column in ("used", "capacity", "%")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s["pool"],
+            s["range"],
+            f"/{s['block_prefixlen']}",
+            str(s["blocks"]),
+            str(len(s["nodes"])),
+            str(s["used"]),
+            _count(s["capacity"]),
+            f"{s['percent']:.1f}",
+        )
+    Console().print(table)
+
+
+@ipam.command("usage")
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@pass_ipam
+def usage_command(context: IpamContext, as_json: bool) -> None:
+    """Utilisation: a table with a bar per pool."""
+    summaries = [_summary(s) for s in _pools(context)]
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2))
+        return
+    from rich.console import Console
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    table = Table(title="IPAM utilisation")
+    table.add_column("pool", overflow="fold")
+    table.add_column("used", justify="right", overflow="fold")
+    table.add_column("", width=30)
+    table.add_column("%", justify="right")
+    for s in summaries:
+        bar = ProgressBar(total=max(s["capacity"], 1), completed=s["used"], width=30)
+        used = f"{s['used']}/{_count(s['capacity'])}"
+        table.add_row(s["pool"], used, bar, f"{s['percent']:.1f}")
+    Console().print(table)
+
+
+@ipam.command("show")
+@click.argument("pool")
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@pass_ipam
+def show_command(context: IpamContext, pool: str, as_json: bool) -> None:
+    """One pool's blocks and every address it holds (POOL as `ls` prints it)."""
+    from multinic.ipam import blocks
+
+    state = _with_store(context, lambda store, deadline: blocks.pool_state(store, pool, deadline))
+    if state is None:
+        raise click.ClickException(f"no pool {pool!r} (see `multinic ipam ls`)")
+    doc = {
+        **_summary(state),
+        "block_list": [
+            {"block": str(b), "node": n, "used": state.used_in(b)}
+            for b, n in sorted(state.blocks.items(), key=lambda item: int(item[0].network_address))
+        ],
+        "addresses": [
+            {
+                "address": str(h.address),
+                "block": str(h.block),
+                "node": h.node,
+                "network": h.owner.network,
+                "containerID": h.owner.container_id,
+                "ifname": h.owner.ifname,
+            }
+            for h in state.held
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"pool {doc['pool']}: range {doc['range']}, blocks /{doc['block_prefixlen']}, "
+        f"{doc['used']}/{doc['capacity']} used"
+    )
+    block_table = Table(title="blocks")
+    for column in ("block", "node", "used"):
+        block_table.add_column(column)
+    for b in doc["block_list"]:
+        block_table.add_row(b["block"], b["node"], str(b["used"]))
+    console.print(block_table)
+    held_table = Table(title="addresses")
+    for column in ("address", "node", "network", "containerID", "ifname"):
+        held_table.add_column(column)
+    for a in doc["addresses"]:
+        held_table.add_row(a["address"], a["node"], a["network"], a["containerID"], a["ifname"])
+    console.print(held_table)
+
+
+@ipam.command("release")
+@click.argument("network")
+@click.argument("container_id")
+@click.argument("ifname")
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@pass_ipam
+def release_command(
+    context: IpamContext, network: str, container_id: str, ifname: str, as_json: bool
+) -> None:
+    """Release what one attachment (NETWORK CONTAINER_ID IFNAME) holds."""
+    from multinic.ipam import blocks
+
+    owner = blocks.Owner(network, container_id, ifname)
+    released = _with_store(context, lambda store, deadline: blocks.release(store, owner, deadline))
+    addresses = [str(r.address) for r in released]
+    if as_json:
+        click.echo(json.dumps({"released": addresses}))
+    elif addresses:
+        click.echo(f"released {', '.join(addresses)}")
+    else:
+        click.echo("nothing held by that attachment")
+
+
+@ipam.command("gc")
+@click.option("--network", help="Release this network's attachments not kept with --keep.")
+@click.option("--keep", multiple=True, metavar="CONTAINER_ID/IFNAME", help="Repeatable.")
+@click.option("--empty-blocks", is_flag=True, help="Give back blocks that hold no address.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@pass_ipam
+def gc_command(
+    context: IpamContext,
+    network: str | None,
+    keep: tuple[str, ...],
+    empty_blocks: bool,
+    as_json: bool,
+) -> None:
+    """Release leaked reservations (as CNI GC does) and give back empty blocks."""
+    from multinic.cni.config import Attachment
+    from multinic.ipam import blocks
+
+    if network is None and not empty_blocks:
+        raise click.UsageError("say what to collect: --network NAME and/or --empty-blocks")
+    valid = []
+    for item in keep:
+        container_id, slash, ifname = item.partition("/")
+        if not slash or not container_id or not ifname:
+            raise click.BadParameter(f"{item!r} is not CONTAINER_ID/IFNAME", param_hint="--keep")
+        valid.append(Attachment(container_id, ifname))
+
+    def collect(store: Store, deadline: float) -> dict[str, Any]:
+        report: dict[str, Any] = {"released": [], "blocks": []}
+        if network is not None:
+            for owner in blocks.gc(store, network, valid, deadline):
+                report["released"].append(f"{owner.container_id}/{owner.ifname}")
+        if empty_blocks:
+            for pool_id in blocks.pool_ids(store, deadline):
+                for block in blocks.release_empty_blocks(store, pool_id, deadline):
+                    report["blocks"].append(f"{pool_id} {block}")
+        return report
+
+    report = _with_store(context, collect)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"released {len(report['released'])} attachment(s)")
+    for item in report["released"]:
+        click.echo(f"  {item}")
+    if empty_blocks:
+        click.echo(f"gave back {len(report['blocks'])} empty block(s)")
+        for item in report["blocks"]:
+            click.echo(f"  {item}")
