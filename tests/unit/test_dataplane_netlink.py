@@ -128,3 +128,13 @@ def test_decode_route_with_metrics() -> None:
 def test_bad_macs(bad: str) -> None:
     with pytest.raises(DataplaneError, match="invalid MAC"):
         mac_bytes(bad)
+
+
+def test_an_untranslated_kernel_error_is_still_a_cni_error_naming_the_namespace() -> None:
+    from multinic.cni.errors import CNIError
+
+    error = nl.KernelError(errno.ENOBUFS, "", "/var/run/netns/p1")
+    assert isinstance(error, DataplaneError) and isinstance(error, CNIError)
+    assert (error.errno, error.netns) == (errno.ENOBUFS, "/var/run/netns/p1")
+    assert error.to_dict("1.1.0")["code"] == 999
+    assert "/var/run/netns/p1" in error.to_dict("1.1.0")["details"]

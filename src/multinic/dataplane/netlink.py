@@ -10,9 +10,12 @@ from __future__ import annotations
 # much as the whole data plane; the C module has everything used here.
 import _socket
 import contextlib
+import errno
 import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
+
+from multinic.dataplane.errors import NetlinkError
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -53,12 +56,17 @@ _RECV_BUFFER = 1 << 18
 _DUMP_RETRIES = 5
 
 
-class KernelError(Exception):
-    """The kernel answered a request with a negative errno (translated by the caller)."""
+class KernelError(NetlinkError):
+    """The kernel answered a request with an error; operations re-raise it more specifically.
 
-    def __init__(self, errno: int, message: str) -> None:
-        super().__init__(errno, message)
-        self.errno = errno
+    Left untranslated (a failed dump, a socket error) it is still a DataplaneError
+    naming the namespace.
+    """
+
+    errno: int  # always set, unlike the base class
+
+    def __init__(self, errno: int, message: str, netns: str | None = None) -> None:
+        super().__init__("netlink request failed", netns=netns, errno=errno, kernel_msg=message)
         self.message = message
 
 
@@ -204,14 +212,16 @@ def decode_error(flags: int, payload: bytes) -> tuple[int, str]:
 class Rtnl:
     """An rtnetlink socket; it stays in the namespace it was created in."""
 
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: _socket.socket, netns: str | None = None) -> None:
         self._sock = sock
+        #: The namespace's name for error messages.
+        self.netns = netns
         self._seq = 0
         self._buffer = bytearray(_RECV_BUFFER)
 
     @classmethod
-    def open(cls) -> Rtnl:
-        """A socket in the calling thread's network namespace."""
+    def open(cls, netns: str | None = None) -> Rtnl:
+        """A socket in the calling thread's network namespace (``netns`` names it in errors)."""
         sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, 0)
         try:
             # Ask for the kernel's reason text in errors and short acks; older kernels
@@ -223,7 +233,7 @@ class Rtnl:
         except BaseException:
             sock.close()
             raise
-        return cls(sock)
+        return cls(sock, netns)
 
     def close(self) -> None:
         self._sock.close()
@@ -246,11 +256,14 @@ class Rtnl:
             messages = list(self._replies(seq))
             if not any(m.flags & NLM_F_DUMP_INTR for m in messages):
                 return messages
-        raise KernelError(4, "netlink dump kept being interrupted")  # EINTR
+        raise KernelError(errno.EINTR, "netlink dump kept being interrupted", self.netns)
 
     def _send(self, type_: int, flags: int, payload: bytes) -> int:
         self._seq += 1
-        self._sock.send(encode_message(type_, flags, self._seq, payload))
+        try:
+            self._sock.send(encode_message(type_, flags, self._seq, payload))
+        except OSError as exc:
+            raise KernelError(exc.errno or errno.EIO, str(exc), self.netns) from exc
         return self._seq
 
     def _replies(self, seq: int) -> Iterator[Message]:
@@ -262,7 +275,7 @@ class Rtnl:
                 if type_ == NLMSG_ERROR:
                     errno, text = decode_error(flags, payload)
                     if errno:
-                        raise KernelError(errno, text)
+                        raise KernelError(errno, text, self.netns)
                     return
                 if type_ == NLMSG_DONE:
                     return
@@ -270,7 +283,10 @@ class Rtnl:
                     yield Message(type_, flags, payload)
 
     def _receive(self) -> Iterable[tuple[int, int, int, bytes]]:
-        n = self._sock.recv_into(self._buffer, 0, _socket.MSG_TRUNC)
+        try:
+            n = self._sock.recv_into(self._buffer, 0, _socket.MSG_TRUNC)
+        except OSError as exc:  # ENOBUFS: the kernel dropped messages we were too slow for
+            raise KernelError(exc.errno or errno.EIO, str(exc), self.netns) from exc
         if n > len(self._buffer):
-            raise KernelError(90, f"netlink datagram of {n} bytes truncated")  # EMSGSIZE
+            raise KernelError(errno.EMSGSIZE, f"datagram of {n} bytes truncated", self.netns)
         return list(iter_messages(bytes(self._buffer[:n])))

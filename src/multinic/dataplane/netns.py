@@ -59,7 +59,10 @@ class Netns:
     def rtnl(self) -> Rtnl:
         """This namespace's rtnetlink socket, created on first use."""
         if self._rtnl is None:
-            self._rtnl = Rtnl.open() if self.current else run_in_netns(self, Rtnl.open)
+            name = self.name
+            self._rtnl = (
+                Rtnl.open(name) if self.current else run_in_netns(self, lambda: Rtnl.open(name))
+            )
         return self._rtnl
 
     def close(self) -> None:
