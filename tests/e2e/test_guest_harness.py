@@ -94,7 +94,7 @@ def test_guest_that_dies_without_a_status_is_an_error_and_is_cleaned_up(tmp_path
         run_in_guest(["/bin/sh", "-c", script], timeout=120, workdir=tmp_path)
 
     assert not isinstance(raised.value, GuestTimeoutError)
-    assert "without an exit status" in str(raised.value)
+    assert "without an exit status while the command ran" in str(raised.value)
     assert "before-poweroff" in raised.value.output
     assert _processes_mentioning(f"path={tmp_path}") == []
     assert _our_jobs() == set()
