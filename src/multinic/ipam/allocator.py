@@ -220,6 +220,23 @@ def subtract(
     return out
 
 
+def subtract_points(spans: list[tuple[int, int]], points: list[int]) -> list[tuple[int, int]]:
+    """Sorted disjoint ``spans`` minus sorted ``points`` (which may lie outside them)."""
+    out: list[tuple[int, int]] = []
+    k, count = 0, len(points)
+    for lo, hi in spans:
+        k = bisect_left(points, lo, k)
+        cur = lo
+        while k < count and points[k] <= hi:
+            if points[k] > cur:
+                out.append((cur, points[k] - 1))
+            cur = points[k] + 1
+            k += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return out
+
+
 # --- the core pool ---------------------------------------------------------------
 
 K = TypeVar("K", bound=Hashable)
@@ -243,8 +260,7 @@ class _Pool(Generic[K]):
                     f"item {item} held by {self.owners[item]} and {owner}",
                 )
             self._record(item, owner)
-        taken = sorted((i, i) for i in self.owners if self.allocatable(i))
-        self.free = FreeSpace(subtract(allocatable, taken))
+        self.free = FreeSpace(subtract_points(allocatable, sorted(self.owners)))
         self.cursor = cursor if cursor is not None and self.allocatable(cursor) else None
 
     def allocatable(self, item: int) -> bool:
@@ -304,6 +320,11 @@ class _Allocator(ABC, Generic[K, V]):
     @property
     def free_count(self) -> int:
         return self._pool.free.count
+
+    @property
+    def fragments(self) -> int:
+        """How many disjoint free intervals there are (1 for a pool filled in order)."""
+        return len(self._pool.free)
 
     @property
     def used_count(self) -> int:

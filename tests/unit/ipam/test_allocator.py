@@ -21,6 +21,7 @@ from multinic.ipam.allocator import (
     PoolExhaustedError,
     PrefixAllocator,
     subtract,
+    subtract_points,
 )
 from multinic.ipam.ranges import make_range, make_range_set
 
@@ -95,6 +96,20 @@ def test_subtract() -> None:
     ]
     assert subtract([(0, 10)], []) == [(0, 10)]
     assert subtract([(0, 10)], [(0, 10)]) == []
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8)), max_size=6),
+    st.sets(st.integers(-5, 80)),
+)
+def test_subtract_points_agrees_with_sets(raw: list[tuple[int, int]], points: set[int]) -> None:
+    flat = sorted({x for lo, width in raw for x in range(lo, lo + width + 1)})
+    spans = [(flat[0], flat[0])] if flat else []
+    for x in flat[1:]:
+        spans[-1:] = [(spans[-1][0], x)] if x == spans[-1][1] + 1 else [spans[-1], (x, x)]
+    out = subtract_points(spans, sorted(points))
+    assert [x for lo, hi in out for x in range(lo, hi + 1)] == [x for x in flat if x not in points]
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(out))
 
 
 # --- addresses --------------------------------------------------------------------
