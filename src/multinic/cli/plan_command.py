@@ -59,6 +59,8 @@ def plan(
     """Plan the address blocks of the fabric in FABRIC_FILE (YAML; see examples/fabric.yaml)."""
     if map_path is not None and map_path.suffix not in MAP_SUFFIXES:
         raise click.UsageError("--map takes a file ending in .svg or .html")
+    if check and (map_path or export_dir):
+        raise click.UsageError("--check writes nothing: drop --map and --export, or --check")
     from multinic.plan.errors import PlanError
 
     try:

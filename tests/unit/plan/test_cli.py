@@ -130,6 +130,14 @@ def test_exports_are_not_written_for_a_plan_with_errors(tmp_path: Path) -> None:
     assert "exports not written" in done.stderr
 
 
+def test_check_refuses_to_write(tmp_path: Path) -> None:
+    done = run("--check", str(EXAMPLE), "--export", str(tmp_path / "out"))
+
+    assert done.exit_code == 2
+    assert "--check writes nothing" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_map_needs_svg_or_html() -> None:
     done = run(str(EXAMPLE), "--map", "map.png")
 
