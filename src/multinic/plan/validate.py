@@ -165,8 +165,8 @@ def allocation_overlaps(plan: Plan) -> Iterator[Finding]:
     """No two allocations, and no allocation and an in-use prefix, share an address."""
     # A sweep over start addresses: each span is compared with the open span reaching
     # furthest, so n allocations cost n log n, not n squared. In-use prefixes may
-    # overlap one another (that is the admin's list), never an allocation.
-    # Labels are only formatted for findings: a large fabric has ten thousand allocations.
+    # overlap one another (that is the admin's list), never an allocation. Labels are
+    # formatted only for findings: a large fabric has ten thousand allocations.
     labels: list[Allocation | IPNetwork] = [*plan.allocations(), *plan.fabric.in_use]
     for version in (4, 6):
         spans = sorted(
@@ -214,7 +214,7 @@ def blocks_exhausted(plan: Plan) -> Iterator[Finding]:
                 ERROR,
                 "exhausted",
                 f"{short.kind} block {short.block} has no room for the /{short.length} "
-                f"{ALLOCATED_AS[short.kind]} of {short.owner}: "
+                f"{ALLOCATED_AS[short.kind]} of {_owner(short.kind, short.owner)}: "
                 f"{short.free_addresses} addresses left",
             )
 
@@ -278,7 +278,7 @@ def pod_capacity(plan: Plan) -> Iterator[Finding]:
     for cp in plan.clusters:
         for version, cidr in cp.pod.items():
             per_node = plan.fabric.node_pod_prefix[version]
-            room = 1 << max(per_node - cidr.prefixlen, 0) if per_node >= cidr.prefixlen else 0
+            room = 1 << (per_node - cidr.prefixlen) if per_node >= cidr.prefixlen else 0
             if room < cp.cluster.max_nodes:
                 yield Finding(
                     ERROR,
@@ -362,7 +362,8 @@ def _fragment_message(short: Shortfall) -> str:
     biggest = f"/{largest}" if largest is not None else "nothing"
     text = (
         f"{short.kind} block {short.block} has {short.free_addresses} free addresses but no free "
-        f"/{short.length} for the {ALLOCATED_AS[short.kind]} of {short.owner}: the largest free "
+        f"/{short.length} for the {ALLOCATED_AS[short.kind]} of {_owner(short.kind, short.owner)}: "
+        "the largest free "
         f"prefix is {biggest}"
     )
     if short.kind is BlockKind.NODE and largest is not None:
@@ -380,9 +381,13 @@ def _describe(item: Allocation | IPNetwork) -> str:
     return _label(item) if isinstance(item, Allocation) else f"in-use prefix {item}"
 
 
+def _owner(kind: BlockKind, owner: str) -> str:
+    # Multus owners read "cluster/network" already.
+    return owner if kind is BlockKind.MULTUS else f"cluster {owner}"
+
+
 def _label(alloc: Allocation) -> str:
-    owner = f"cluster {alloc.owner}" if alloc.kind is not BlockKind.MULTUS else alloc.owner
-    return f"{ALLOCATED_AS[alloc.kind]} {alloc.prefix} of {owner}"
+    return f"{ALLOCATED_AS[alloc.kind]} {alloc.prefix} of {_owner(alloc.kind, alloc.owner)}"
 
 
 def _families(versions: set[int]) -> str:

@@ -161,7 +161,7 @@ def test_pod_block_exhausted_names_the_cluster_and_what_is_left() -> None:
     plan = plan_of(doc)
 
     assert messages(plan, "exhausted") == [
-        "pod block 10.32.0.0/15 has no room for the /16 pod CIDR of c: 0 addresses left"
+        "pod block 10.32.0.0/15 has no room for the /16 pod CIDR of cluster c: 0 addresses left"
     ]
     assert plan.clusters[2].pod == {}
 
@@ -179,7 +179,7 @@ def test_node_block_fragmentation_limits_cluster_size() -> None:
 
     assert messages(plan, "fragmented") == [
         "node block 10.10.0.0/22 has 512 free addresses but no free /24 for the node subnet "
-        "of a: the largest free prefix is /25, which limits cluster a to 125 nodes"
+        "of cluster a: the largest free prefix is /25, which limits cluster a to 125 nodes"
     ]
 
 
