@@ -363,8 +363,7 @@ def _fragment_message(short: Shortfall) -> str:
     text = (
         f"{short.kind} block {short.block} has {short.free_addresses} free addresses but no free "
         f"/{short.length} for the {ALLOCATED_AS[short.kind]} of {_owner(short.kind, short.owner)}: "
-        "the largest free "
-        f"prefix is {biggest}"
+        f"the largest free prefix is {biggest}"
     )
     if short.kind is BlockKind.NODE and largest is not None:
         text += (
