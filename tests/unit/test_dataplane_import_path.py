@@ -23,6 +23,7 @@ DATAPLANE_MODULES = (
     "multinic.dataplane.netlink",
     "multinic.dataplane.netns",
     "multinic.dataplane.links",
+    "multinic.dataplane.bridge",
     "multinic.dataplane.addresses",
     "multinic.dataplane.routes",
     "multinic.dataplane.rules",

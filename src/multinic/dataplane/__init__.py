@@ -16,6 +16,15 @@ from multinic.dataplane.addresses import (
     tentative_addresses,
 )
 from multinic.dataplane.announce import announce, send_gratuitous_arp, send_unsolicited_na
+from multinic.dataplane.bridge import (
+    BridgeVlan,
+    bridge_vlan_add,
+    bridge_vlan_del,
+    bridge_vlans,
+    create_bridge,
+    ensure_bridge,
+    set_hairpin,
+)
 from multinic.dataplane.errors import (
     AddressExistsError,
     AddressNotFoundError,
@@ -33,25 +42,18 @@ from multinic.dataplane.errors import (
     WrongLinkKindError,
 )
 from multinic.dataplane.links import (
-    BridgeVlan,
     Link,
-    bridge_vlan_add,
-    bridge_vlan_del,
-    bridge_vlans,
-    create_bridge,
     create_ipvlan,
     create_macvlan,
     create_veth,
     create_vlan,
     create_vxlan,
     delete_link,
-    ensure_bridge,
     find_link,
     get_link,
     list_links,
     move_link,
     set_down,
-    set_hairpin,
     set_link,
     set_master,
     set_up,

@@ -15,7 +15,7 @@ from multinic.dataplane.errors import (
     LinkNotFoundError,
     kernel_error,
 )
-from multinic.dataplane.links import Link, get_link
+from multinic.dataplane.links import Link, resolve
 from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
 
@@ -40,13 +40,6 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 def _family(version: int) -> int:
     return AF_INET if version == 4 else AF_INET6
-
-
-def _index(ns: Netns, link: str | int | Link) -> tuple[int, str]:
-    if isinstance(link, Link):
-        return link.ifindex, link.name
-    found = get_link(ns, link)
-    return found.ifindex, found.name
 
 
 def _payload(index: int, address: IPInterface, flags: int) -> bytes:
@@ -75,7 +68,7 @@ def add_address(
 
     ``nodad`` skips IPv6 duplicate address detection (the address is usable at once).
     """
-    index, name = _index(ns, link)
+    index, name = resolve(ns, link)
     flags = (IFA_F_NODAD if nodad else 0) | (IFA_F_NOPREFIXROUTE if noprefixroute else 0)
     try:
         ns.rtnl.request(
@@ -96,7 +89,7 @@ def delete_address(
     ns: Netns, link: str | int | Link, address: IPInterface, *, missing_ok: bool = False
 ) -> bool:
     """Remove ``address`` from the link; True if it was there."""
-    index, name = _index(ns, link)
+    index, name = resolve(ns, link)
     try:
         ns.rtnl.request(RTM_DELADDR, _payload(index, address, 0))
     except nl.KernelError as exc:
@@ -133,14 +126,14 @@ def list_addresses(
     ns: Netns, link: str | int | Link, *, version: int | None = None
 ) -> list[IPInterface]:
     """The link's addresses (IPv6 link-local ones included), optionally of one IP version."""
-    index, _ = _index(ns, link)
+    index, _ = resolve(ns, link)
     family = 0 if version is None else _family(version)
     return [address for address, _ in _dump(ns, index, family)]
 
 
 def tentative_addresses(ns: Netns, link: str | int | Link) -> list[IPInterface]:
     """IPv6 addresses still in duplicate address detection (or that failed it)."""
-    index, _ = _index(ns, link)
+    index, _ = resolve(ns, link)
     pending = IFA_F_TENTATIVE | IFA_F_DADFAILED
     return [a for a, flags in _dump(ns, index, AF_INET6) if flags & pending]
 
@@ -151,7 +144,7 @@ def settle_addresses(ns: Netns, link: str | int | Link, *, timeout: float = 5.0)
     DAD failing (a duplicate on the link) or not finishing in ``timeout`` seconds
     raises DataplaneError naming the addresses.
     """
-    index, name = _index(ns, link)
+    index, name = resolve(ns, link)
     deadline = time.monotonic() + timeout
     while True:
         addresses = _dump(ns, index, AF_INET6)

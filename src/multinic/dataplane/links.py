@@ -1,9 +1,8 @@
-"""Links: look-up, the kinds plugins create (veth, bridge, macvlan, ipvlan, vlan, vxlan),
-moves between namespaces, attributes, bridge ports and deletion.
+"""Links: look-up, the kinds plugins create (veth, macvlan, ipvlan, vlan, vxlan),
+moves between namespaces, attributes and deletion (bridges: bridge.py).
 
 Exact ``create_*`` calls fail with LinkExistsError when the name is taken in the
-target namespace (a pod interface must not exist before ADD); ``ensure_bridge``
-is the idempotent one, for the shared bridge.
+target namespace (a pod interface must not exist before ADD).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from multinic.dataplane.errors import (
     DataplaneError,
     LinkExistsError,
     LinkNotFoundError,
-    WrongLinkKindError,
     kernel_error,
 )
 from multinic.dataplane.netns import Netns
@@ -43,9 +41,7 @@ IFLA_MASTER = 10
 IFLA_PROTINFO = 12
 IFLA_TXQLEN = 13
 IFLA_LINKINFO = 18
-IFLA_AF_SPEC = 26
 IFLA_NET_NS_FD = 28
-IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 
 IFLA_INFO_KIND = 1
@@ -56,13 +52,6 @@ IFLA_INFO_SLAVE_DATA = 5
 VETH_INFO_PEER = 1
 IFLA_BR_VLAN_FILTERING = 7
 IFLA_BRPORT_MODE = 4  # hairpin
-IFLA_BRIDGE_FLAGS = 0
-IFLA_BRIDGE_VLAN_INFO = 2
-BRIDGE_FLAGS_MASTER = 1
-BRIDGE_FLAGS_SELF = 2
-BRIDGE_VLAN_INFO_PVID = 2
-BRIDGE_VLAN_INFO_UNTAGGED = 4
-RTEXT_FILTER_BRVLAN = 2
 
 IFLA_MACVLAN_MODE = 1
 IFLA_IPVLAN_MODE = 1
@@ -82,7 +71,7 @@ MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 
 IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
 IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 
-_IFINFOMSG = struct.Struct("=BxHiII")
+IFINFOMSG = struct.Struct("=BxHiII")
 
 
 class Link(NamedTuple):
@@ -103,19 +92,11 @@ class Link(NamedTuple):
     info: dict[str, int | str]
 
 
-class BridgeVlan(NamedTuple):
-    """One VLAN on a bridge port."""
-
-    vid: int
-    pvid: bool
-    untagged: bool
-
-
 # -- encoding helpers ------------------------------------------------------------------
 
 
-def _ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = AF_UNSPEC) -> bytes:
-    return _IFINFOMSG.pack(family, 0, index, flags, change)
+def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = AF_UNSPEC) -> bytes:
+    return IFINFOMSG.pack(family, 0, index, flags, change)
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -139,7 +120,7 @@ def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _common_attrs(mtu: int | None, mac: str | None) -> list[bytes]:
+def common_attrs(mtu: int | None, mac: str | None) -> list[bytes]:
     attrs = []
     if mtu is not None:
         attrs.append(nl.attr_u32(IFLA_MTU, mtu))
@@ -153,8 +134,8 @@ def _common_attrs(mtu: int | None, mac: str | None) -> list[bytes]:
 
 def decode_link(payload: bytes) -> Link:
     """A Link from an RTM_NEWLINK message's payload."""
-    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(payload)
-    attrs = nl.parse_attrs(payload, _IFINFOMSG.size)
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    attrs = nl.parse_attrs(payload, IFINFOMSG.size)
     linkinfo = nl.get_nested(attrs, IFLA_LINKINFO)
     kind = nl.get_str(linkinfo, IFLA_INFO_KIND) or ""
     info = _decode_info(kind, nl.get_nested(linkinfo, IFLA_INFO_DATA))
@@ -214,9 +195,9 @@ def find_link(ns: Netns, link: str | int | Link) -> Link | None:
     if isinstance(link, Link):
         link = link.ifindex
     if isinstance(link, int):
-        payload = _ifinfo(index=link)
+        payload = ifinfo(index=link)
     else:
-        payload = _ifinfo() + nl.attr_str(IFLA_IFNAME, link)
+        payload = ifinfo() + nl.attr_str(IFLA_IFNAME, link)
     try:
         replies = ns.rtnl.request(RTM_GETLINK, payload)
     except nl.KernelError as exc:
@@ -239,10 +220,10 @@ def get_link(ns: Netns, link: str | int | Link) -> Link:
 
 def list_links(ns: Netns) -> list[Link]:
     """Every link in the namespace."""
-    return [decode_link(m.payload) for m in ns.rtnl.dump(RTM_GETLINK, _ifinfo())]
+    return [decode_link(m.payload) for m in ns.rtnl.dump(RTM_GETLINK, ifinfo())]
 
 
-def _resolve(ns: Netns, link: str | int | Link) -> tuple[int, str]:
+def resolve(ns: Netns, link: str | int | Link) -> tuple[int, str]:
     if isinstance(link, Link):
         return link.ifindex, link.name
     found = get_link(ns, link)
@@ -256,7 +237,7 @@ def _name(link: str | int | Link) -> str:
 # -- creation --------------------------------------------------------------------------
 
 
-def _newlink(ns: Netns, payload: bytes, *, name: str, target: Netns, what: str) -> None:
+def new_link(ns: Netns, payload: bytes, *, name: str, target: Netns, what: str) -> None:
     try:
         ns.rtnl.request(RTM_NEWLINK, payload, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
     except nl.KernelError as exc:
@@ -270,7 +251,7 @@ def _newlink(ns: Netns, payload: bytes, *, name: str, target: Netns, what: str) 
         ) from exc
 
 
-def _linkinfo(kind: str, *data: bytes) -> bytes:
+def linkinfo(kind: str, *data: bytes) -> bytes:
     children = [nl.attr_str(IFLA_INFO_KIND, kind)]
     if data:
         children.append(nl.nested(IFLA_INFO_DATA, *data))
@@ -292,18 +273,18 @@ def create_veth(
     Returns (link, peer). Either name already taken -> LinkExistsError naming it.
     """
     peer_ns = peer_ns or ns
-    peer = [nl.attr_str(IFLA_IFNAME, peer_name), *_common_attrs(mtu, peer_mac)]
+    peer = [nl.attr_str(IFLA_IFNAME, peer_name), *common_attrs(mtu, peer_mac)]
     if peer_ns is not ns:
         peer.append(nl.attr_u32(IFLA_NET_NS_FD, peer_ns.fd))
-    peer_msg = nl.attr(VETH_INFO_PEER, _ifinfo() + b"".join(peer))
+    peer_msg = nl.attr(VETH_INFO_PEER, ifinfo() + b"".join(peer))
     payload = (
-        _ifinfo()
+        ifinfo()
         + nl.attr_str(IFLA_IFNAME, name)
-        + b"".join(_common_attrs(mtu, mac))
-        + _linkinfo("veth", peer_msg)
+        + b"".join(common_attrs(mtu, mac))
+        + linkinfo("veth", peer_msg)
     )
     try:
-        _newlink(ns, payload, name=name, target=ns, what="veth pair")
+        new_link(ns, payload, name=name, target=ns, what="veth pair")
     except LinkExistsError as exc:
         # Say which end collides: the pod's name is the one that matters to the user.
         if find_link(peer_ns, peer_name) is not None:
@@ -329,17 +310,17 @@ def _create_on_parent(
     what: str,
 ) -> Link:
     """A link on a lower device in ``ns``, created directly in ``target_ns`` if given."""
-    parent_index, _ = _resolve(ns, parent)
+    parent_index, _ = resolve(ns, parent)
     target = target_ns or ns
     attrs = [
         nl.attr_str(IFLA_IFNAME, name),
         nl.attr_u32(IFLA_LINK, parent_index),
-        *_common_attrs(mtu, mac),
+        *common_attrs(mtu, mac),
         kind_info,
     ]
     if target is not ns:
         attrs.append(nl.attr_u32(IFLA_NET_NS_FD, target.fd))
-    _newlink(ns, _ifinfo() + b"".join(attrs), name=name, target=target, what=what)
+    new_link(ns, ifinfo() + b"".join(attrs), name=name, target=target, what=what)
     return get_link(target, name)
 
 
@@ -356,7 +337,7 @@ def create_macvlan(
     """A macvlan on ``parent`` (in ``ns``), placed in ``target_ns`` (default ``ns``)."""
     if mode not in MACVLAN_MODES:
         raise DataplaneError(f"unknown macvlan mode {mode!r}", interface=name, netns=ns.name)
-    info = _linkinfo("macvlan", nl.attr_u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]))
+    info = linkinfo("macvlan", nl.attr_u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]))
     return _create_on_parent(
         ns, name, parent, info, target_ns=target_ns, mtu=mtu, mac=mac, what="macvlan"
     )
@@ -377,7 +358,7 @@ def create_ipvlan(
         raise DataplaneError(
             f"unknown ipvlan mode/flag {mode!r}/{flag!r}", interface=name, netns=ns.name
         )
-    info = _linkinfo(
+    info = linkinfo(
         "ipvlan",
         nl.attr_u16(IFLA_IPVLAN_MODE, IPVLAN_MODES[mode]),
         nl.attr_u16(IFLA_IPVLAN_FLAGS, IPVLAN_FLAGS[flag]),
@@ -400,7 +381,7 @@ def create_vlan(
     """An 802.1Q VLAN ``vlan_id`` (1-4094) on ``parent``."""
     if not 0 < vlan_id < 4095:
         raise DataplaneError(f"VLAN id {vlan_id} not in 1-4094", interface=name, netns=ns.name)
-    info = _linkinfo("vlan", nl.attr_u16(IFLA_VLAN_ID, vlan_id))
+    info = linkinfo("vlan", nl.attr_u16(IFLA_VLAN_ID, vlan_id))
     return _create_on_parent(
         ns, name, parent, info, target_ns=target_ns, mtu=mtu, mac=mac, what="vlan"
     )
@@ -426,7 +407,7 @@ def create_vxlan(
         nl.attr_u8(IFLA_VXLAN_LEARNING, int(learning)),
     ]
     if parent is not None:
-        data.append(nl.attr_u32(IFLA_VXLAN_LINK, _resolve(ns, parent)[0]))
+        data.append(nl.attr_u32(IFLA_VXLAN_LINK, resolve(ns, parent)[0]))
     if local is not None:
         data.append(
             nl.attr(IFLA_VXLAN_LOCAL if local.version == 4 else IFLA_VXLAN_LOCAL6, local.packed)
@@ -435,69 +416,15 @@ def create_vxlan(
         data.append(
             nl.attr(IFLA_VXLAN_GROUP if group.version == 4 else IFLA_VXLAN_GROUP6, group.packed)
         )
-    attrs = [nl.attr_str(IFLA_IFNAME, name), *_common_attrs(mtu, mac), _linkinfo("vxlan", *data)]
-    _newlink(ns, _ifinfo() + b"".join(attrs), name=name, target=ns, what="vxlan")
+    attrs = [nl.attr_str(IFLA_IFNAME, name), *common_attrs(mtu, mac), linkinfo("vxlan", *data)]
+    new_link(ns, ifinfo() + b"".join(attrs), name=name, target=ns, what="vxlan")
     return get_link(ns, name)
-
-
-def create_bridge(
-    ns: Netns, name: str, *, mtu: int | None = None, vlan_filtering: bool | None = None
-) -> Link:
-    """A new bridge; LinkExistsError if the name is taken (see ensure_bridge)."""
-    data = [] if vlan_filtering is None else [nl.attr_u8(IFLA_BR_VLAN_FILTERING, vlan_filtering)]
-    attrs = [nl.attr_str(IFLA_IFNAME, name), *_common_attrs(mtu, None), _linkinfo("bridge", *data)]
-    _newlink(ns, _ifinfo() + b"".join(attrs), name=name, target=ns, what="bridge")
-    return get_link(ns, name)
-
-
-def ensure_bridge(
-    ns: Netns,
-    name: str,
-    *,
-    mtu: int | None = None,
-    vlan_filtering: bool | None = None,
-    promisc: bool | None = None,
-    up: bool = True,
-) -> Link:
-    """The bridge ``name``, created if missing, with the options given; idempotent.
-
-    An existing link of that name that is not a bridge -> WrongLinkKindError.
-    """
-    bridge = find_link(ns, name)
-    if bridge is None:
-        try:
-            bridge = create_bridge(ns, name, mtu=mtu, vlan_filtering=vlan_filtering)
-        except LinkExistsError:
-            bridge = get_link(ns, name)  # a concurrent ADD made it first: fine
-    if bridge.kind != "bridge":
-        raise WrongLinkKindError(
-            f"existing link is a {bridge.kind or 'device'}, not a bridge",
-            interface=name,
-            netns=ns.name,
-        )
-    if vlan_filtering is not None and bool(bridge.info.get("vlan_filtering")) != vlan_filtering:
-        _set_bridge_vlan_filtering(ns, bridge, vlan_filtering)
-    set_link(
-        ns,
-        bridge,
-        mtu=mtu if mtu is not None and mtu != bridge.mtu else None,
-        promisc=promisc if promisc is not None and promisc != bridge.promisc else None,
-        up=True if up and not bridge.up else None,
-    )
-    return get_link(ns, bridge.ifindex)
-
-
-def _set_bridge_vlan_filtering(ns: Netns, bridge: Link, on: bool) -> None:
-    payload = _ifinfo(index=bridge.ifindex) + _linkinfo(
-        "bridge", nl.attr_u8(IFLA_BR_VLAN_FILTERING, int(on))
-    )
-    _change(ns, RTM_NEWLINK, payload, bridge.name, "cannot set vlan_filtering")
 
 
 # -- changes ---------------------------------------------------------------------------
 
 
-def _change(ns: Netns, type_: int, payload: bytes, name: str, what: str) -> None:
+def change_link(ns: Netns, type_: int, payload: bytes, name: str, what: str) -> None:
     try:
         ns.rtnl.request(type_, payload)
     except nl.KernelError as exc:
@@ -529,16 +456,16 @@ def set_link(
         if wanted is not None:
             change |= bit
             flags |= bit if wanted else 0
-    attrs = _common_attrs(mtu, mac)
+    attrs = common_attrs(mtu, mac)
     if name is not None:
         attrs.append(nl.attr_str(IFLA_IFNAME, name))
     if txqlen is not None:
         attrs.append(nl.attr_u32(IFLA_TXQLEN, txqlen))
     if not change and not attrs:
         return
-    index, current = _resolve(ns, link)
-    payload = _ifinfo(index=index, flags=flags, change=change) + b"".join(attrs)
-    _change(ns, RTM_SETLINK, payload, current, "cannot change link")
+    index, current = resolve(ns, link)
+    payload = ifinfo(index=index, flags=flags, change=change) + b"".join(attrs)
+    change_link(ns, RTM_SETLINK, payload, current, "cannot change link")
 
 
 def set_up(ns: Netns, link: str | int | Link) -> None:
@@ -553,10 +480,10 @@ def set_down(ns: Netns, link: str | int | Link) -> None:
 
 def set_master(ns: Netns, link: str | int | Link, master: str | int | Link | None) -> None:
     """Enslave ``link`` to ``master`` (a bridge); None releases it (nomaster)."""
-    index, name = _resolve(ns, link)
-    master_index = 0 if master is None else _resolve(ns, master)[0]
-    payload = _ifinfo(index=index) + nl.attr_u32(IFLA_MASTER, master_index)
-    _change(ns, RTM_SETLINK, payload, name, "cannot set master")
+    index, name = resolve(ns, link)
+    master_index = 0 if master is None else resolve(ns, master)[0]
+    payload = ifinfo(index=index) + nl.attr_u32(IFLA_MASTER, master_index)
+    change_link(ns, RTM_SETLINK, payload, name, "cannot set master")
 
 
 def move_link(
@@ -566,7 +493,7 @@ def move_link(
 
     The name taken in the target -> LinkExistsError naming the target namespace.
     """
-    index, name = _resolve(ns, link)
+    index, name = resolve(ns, link)
     final = new_name or name
     # The kernel moves first and renames after: a taken name would leave the link
     # in the target under its old name. Refuse before anything moves.
@@ -578,7 +505,7 @@ def move_link(
             errno=errno.EEXIST,
         )
     payload = (
-        _ifinfo(index=index)
+        ifinfo(index=index)
         + nl.attr_u32(IFLA_NET_NS_FD, target_ns.fd)
         + nl.attr_str(IFLA_IFNAME, final)
     )
@@ -609,7 +536,7 @@ def delete_link(ns: Netns, link: str | int | Link, *, missing_ok: bool = False) 
             "cannot delete link", interface=_name(link), netns=ns.name, errno=errno.ENODEV
         )
     try:
-        ns.rtnl.request(RTM_DELLINK, _ifinfo(index=found.ifindex))
+        ns.rtnl.request(RTM_DELLINK, ifinfo(index=found.ifindex))
     except nl.KernelError as exc:
         if missing_ok and exc.errno == errno.ENODEV:
             return False  # went away meanwhile (its peer's namespace was deleted)
@@ -622,67 +549,3 @@ def delete_link(ns: Netns, link: str | int | Link, *, missing_ok: bool = False) 
             by_errno={errno.ENODEV: LinkNotFoundError},
         ) from exc
     return True
-
-
-# -- bridge ports ----------------------------------------------------------------------
-
-
-def set_hairpin(ns: Netns, port: str | int | Link, on: bool = True) -> None:
-    """Hairpin mode on a bridge port (frames may go back out the port they came in)."""
-    index, name = _resolve(ns, port)
-    payload = _ifinfo(index=index, family=AF_BRIDGE) + nl.nested(
-        IFLA_PROTINFO, nl.attr_u8(IFLA_BRPORT_MODE, int(on))
-    )
-    _change(ns, RTM_SETLINK, payload, name, "cannot set hairpin mode")
-
-
-def _vlan_spec(vid: int, flags: int, bridge_flags: int) -> bytes:
-    if not 0 < vid < 4095:
-        raise DataplaneError(f"VLAN id {vid} not in 1-4094")
-    return nl.nested(
-        IFLA_AF_SPEC,
-        nl.attr_u16(IFLA_BRIDGE_FLAGS, bridge_flags),
-        nl.attr(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", flags, vid)),
-    )
-
-
-def bridge_vlan_add(
-    ns: Netns,
-    port: str | int | Link,
-    vid: int,
-    *,
-    pvid: bool = False,
-    untagged: bool = False,
-    self_: bool = False,
-) -> None:
-    """Allow VLAN ``vid`` on a bridge port (``self_``: on the bridge device itself)."""
-    index, name = _resolve(ns, port)
-    flags = (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0)
-    bridge_flags = BRIDGE_FLAGS_SELF if self_ else BRIDGE_FLAGS_MASTER
-    payload = _ifinfo(index=index, family=AF_BRIDGE) + _vlan_spec(vid, flags, bridge_flags)
-    _change(ns, RTM_SETLINK, payload, name, f"cannot add VLAN {vid}")
-
-
-def bridge_vlan_del(ns: Netns, port: str | int | Link, vid: int, *, self_: bool = False) -> None:
-    """Remove VLAN ``vid`` from a bridge port."""
-    index, name = _resolve(ns, port)
-    bridge_flags = BRIDGE_FLAGS_SELF if self_ else BRIDGE_FLAGS_MASTER
-    payload = _ifinfo(index=index, family=AF_BRIDGE) + _vlan_spec(vid, 0, bridge_flags)
-    _change(ns, RTM_DELLINK, payload, name, f"cannot remove VLAN {vid}")
-
-
-def bridge_vlans(ns: Netns, port: str | int | Link) -> list[BridgeVlan]:
-    """The VLANs of a bridge port (or of the bridge itself)."""
-    index, _ = _resolve(ns, port)
-    payload = _ifinfo(family=AF_BRIDGE) + nl.attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN)
-    vlans = []
-    for message in ns.rtnl.dump(RTM_GETLINK, payload):
-        if _IFINFOMSG.unpack_from(message.payload)[2] != index:
-            continue
-        spec = nl.parse_attrs(message.payload, _IFINFOMSG.size).get(IFLA_AF_SPEC, b"")
-        for type_, raw in nl.iter_attrs(spec):
-            if type_ == IFLA_BRIDGE_VLAN_INFO:
-                flags, vid = struct.unpack_from("=HH", raw)
-                pvid = bool(flags & BRIDGE_VLAN_INFO_PVID)
-                vlans.append(BridgeVlan(vid, pvid, bool(flags & BRIDGE_VLAN_INFO_UNTAGGED)))
-    return vlans

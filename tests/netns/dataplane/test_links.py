@@ -203,3 +203,12 @@ def test_delete_link_and_missing_ok(node: Space, pod: Space) -> None:
     assert dp.delete_link(pod.ns, "eth0", missing_ok=True) is False
     with pytest.raises(dp.LinkNotFoundError):
         dp.delete_link(pod.ns, "eth0")
+
+
+def test_bad_vlan_id_and_ipvlan_mode_are_refused_before_the_kernel(node: Space, pod: Space) -> None:
+    # Input checks only: this host's kernel has no vlan/ipvlan, so nothing reaches it.
+    with pytest.raises(dp.DataplaneError, match="not in 1-4094"):
+        dp.create_vlan(node.ns, "eth1", "lo", 4095, target_ns=pod.ns)
+    with pytest.raises(dp.DataplaneError, match="unknown ipvlan mode"):
+        dp.create_ipvlan(node.ns, "eth1", "lo", mode="l4", target_ns=pod.ns)
+    assert ip_names(pod) == {"lo"}
