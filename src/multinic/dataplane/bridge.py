@@ -14,6 +14,7 @@ from multinic.dataplane.links import (
     IFINFOMSG,
     IFLA_BR_VLAN_FILTERING,
     IFLA_BRPORT_MODE,
+    IFLA_EXT_MASK,
     IFLA_IFNAME,
     IFLA_PROTINFO,
     RTM_DELLINK,
@@ -34,7 +35,6 @@ from multinic.dataplane.links import (
 from multinic.dataplane.netns import Netns
 
 IFLA_AF_SPEC = 26
-IFLA_EXT_MASK = 29
 IFLA_BRIDGE_FLAGS = 0
 IFLA_BRIDGE_VLAN_INFO = 2
 BRIDGE_FLAGS_MASTER = 1

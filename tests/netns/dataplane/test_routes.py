@@ -93,3 +93,17 @@ def test_list_routes_matches_ip(pod: Space, eth0: dp.Link) -> None:
     ours = {str(r.dst) for r in dp.list_routes(pod.ns, version=4)}
     theirs = {r["dst"] for r in lab.ip_json("-4", "route", "show", netns=pod.name)}
     assert {d.replace("0.0.0.0/0", "default") for d in ours} == theirs
+
+
+def test_list_routes_of_every_table_and_one_link(node: Space, pod: Space, eth0: dp.Link) -> None:
+    dp.create_veth(pod.ns, "eth1", "peer1")
+    dp.set_up(pod.ns, "eth1")
+    dp.add_route(pod.ns, ip_network("10.80.0.0/16"), oif="eth1", table=202)
+    dp.add_route(pod.ns, ip_network("10.81.0.0/16"), oif=eth0)
+    every = {(str(r.dst), r.table) for r in dp.list_routes(pod.ns, version=4, table=None)}
+    assert {("10.80.0.0/16", 202), ("10.81.0.0/16", 254)} <= every
+    assert any(table == 255 for _, table in every)  # the local table is in "every"
+    on_eth1 = dp.list_routes(pod.ns, table=None, oif="eth1", version=4)
+    assert {str(r.dst) for r in on_eth1} == {
+        r["dst"] for r in ip_routes(pod, "-4") if r.get("dev") == "eth1" and r["dst"] != "default"
+    }
