@@ -349,3 +349,67 @@ def test_interleavings_never_duplicate_leak_or_leave_the_range(ops: list[tuple],
             assert alloc.size == len(allowed)
             assert all(a in allowed for a in held)
             assert all(alloc.is_free(a) == (a not in held) for a in allowed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("alloc"), st.sampled_from("abcd")),
+            st.tuples(st.just("request"), st.sampled_from("abcd"), st.integers(0, 40)),
+            st.tuples(st.just("release"), st.integers(0, 40)),
+            st.tuples(st.just("gc"), st.frozensets(st.sampled_from("abcd"))),
+            st.tuples(st.just("rebuild")),
+        ),
+        max_size=60,
+    )
+)
+def test_prefix_interleavings_agree_with_a_model(ops: list[tuple]) -> None:
+    # /28 blocks of 10.0.0.40-10.0.2.200, minus every block 10.0.1.0/26 touches.
+    first, last = A("10.0.0.40"), A("10.0.2.200")
+    exclude = [N("10.0.1.0/26")]
+    blocks = [N(f"10.0.{k // 16}.{(k % 16) * 16}/28") for k in range(48)]
+    allowed = [
+        b
+        for b in blocks
+        if b[0] >= first and b[-1] <= last and not any(b.overlaps(e) for e in exclude)
+    ]
+    held: dict[ipaddress.IPv4Network, str] = {}
+    with small_chunks(2):
+        pool = PrefixAllocator(first, last, 28, exclude)
+        for op in ops:
+            if op[0] == "alloc":
+                free = [b for b in allowed if b not in held]
+                if not free:
+                    with pytest.raises(PoolExhaustedError):
+                        pool.allocate(op[1])
+                    continue
+                got = pool.allocate(op[1]).prefix
+                assert got in free
+                held[got] = op[1]
+            elif op[0] == "request":
+                want = blocks[op[2] % len(blocks)]
+                if want in allowed and want not in held:
+                    assert pool.allocate(op[1], want).prefix == want
+                    held[want] = op[1]
+                else:
+                    with pytest.raises(AddressUnavailableError):
+                        pool.allocate(op[1], want)
+            elif op[0] == "release":
+                block = blocks[op[1] % len(blocks)]
+                assert (pool.release(block) is not None) == (block in held)
+                held.pop(block, None)
+            elif op[0] == "gc":
+                pool.gc(op[1])
+                held = {b: o for b, o in held.items() if o in op[1]}
+            else:
+                pool = PrefixAllocator(
+                    first,
+                    last,
+                    28,
+                    exclude,
+                    [(p.prefix, p.owner) for p in pool.held()],
+                    pool.last_reserved,
+                )
+            assert {p.prefix: p.owner for p in pool.held()} == held
+            assert pool.free_count == len(allowed) - len(held) and pool.size == len(allowed)
