@@ -7,6 +7,7 @@ of ours calls setns(2), does that, and ends. The caller's thread never moves.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from multinic.dataplane.netlink import Rtnl
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+#: ioctl on a namespace file: which kind of namespace it is (<linux/nsfs.h>).
+NS_GET_NSTYPE = 0xB703
 
 
 class Netns:
@@ -42,11 +45,15 @@ class Netns:
             raise NetnsNotFoundError(
                 "cannot open network namespace", netns=path, errno=exc.errno
             ) from exc
-        # Namespace files live on nsfs (one device for all of them); a plain file or
-        # directory there is a mistake, caught here instead of at the first setns.
-        if os.fstat(fd).st_dev != os.stat("/proc/thread-self/ns/net").st_dev:
+        # Ask the file what it is: a plain file, or another kind of namespace (a
+        # mount namespace's file, say), is refused here rather than at the first setns.
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:
+            kind = 0
+        if kind != CLONE_NEWNET:
             os.close(fd)
-            raise NetnsNotFoundError("not a namespace file", netns=path)
+            raise NetnsNotFoundError("not a network namespace", netns=path)
         return cls(fd, path)
 
     @classmethod

@@ -23,9 +23,11 @@ def test_missing_namespace_is_an_error_and_nothing_is_created(tmp_path: object) 
     assert "mnt-dp-never-made" not in lab.ip("netns", "list")
 
 
-def test_a_file_that_is_not_a_namespace_is_refused() -> None:
-    with pytest.raises(NetnsNotFoundError, match="not a namespace"):
-        open_netns("/etc/hostname")
+@pytest.mark.parametrize("path", ["/etc/hostname", "/proc/self/ns/mnt", "/var/run"])
+def test_a_file_that_is_not_a_network_namespace_is_refused(path: str) -> None:
+    with pytest.raises(NetnsNotFoundError, match="not a network namespace") as caught:
+        open_netns(path)
+    assert caught.value.netns == path
 
 
 def test_netlink_socket_lives_in_the_namespace(pod: Space) -> None:
