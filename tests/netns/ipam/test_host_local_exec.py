@@ -247,3 +247,30 @@ def test_reference_bridge_delegates_to_our_host_local(
     left = sorted(p.name for p in (tmp_path / "ipam" / "hl-bridge").iterdir())
     assert left == ["last_reserved_ip.0", "lock"]
     assert lab.netns_path(pod).exists()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["fd00:77:0:0:1:0:0:5", "fd00:77::ffff:0:5", "fd00:77:0:0:0:1:0:0", "fd00:77::a:b:c:d"],
+)
+def test_ipv6_file_names_are_the_ones_go_writes(
+    bin_dir: Path, tmp_path: Path, address: str
+) -> None:
+    # If our file name differed from Go's text for the same address, the reference's
+    # O_EXCL create would not see our reservation and would hand the address out again.
+    data = tmp_path / "data"
+    ranges = [[{"subnet": "fd00:77::/64"}]]
+    status, result = run(
+        exe(bin_dir, OURS), "ADD", ipam_conf(data, ranges, "x"), "a", args=f"IP={address}"
+    )
+    assert status == 0, result
+    status, err = run(
+        exe(bin_dir, "host-local"), "ADD", ipam_conf(data, ranges, "x"), "b", args=f"IP={address}"
+    )
+    assert status != 0 and "not available" in err["msg"]
+    status, result = run(exe(bin_dir, "host-local"), "ADD", ipam_conf(data, ranges, "x"), "c")
+    assert status == 0
+    names = sorted(reservations(data))
+    assert names == sorted(
+        [result["ips"][0]["address"].split("/")[0], str(ipaddress.ip_address(address))]
+    )
