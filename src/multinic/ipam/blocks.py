@@ -261,6 +261,8 @@ def allocate_in_block(
     if r is None:
         return None
     entry = node_doc["blocks"].setdefault(block_text, {"ips": {}})
+    if requested is None and len(entry["ips"]) >= _room(r):
+        return None  # full: no need to parse what it holds
     held = [(ipaddress.ip_address(a), Attachment(v[1], v[2])) for a, v in entry["ips"].items()]
     last = entry.get("last")
     allocator = AddressAllocator(
@@ -273,6 +275,13 @@ def allocate_in_block(
     entry["ips"][str(got.address)] = owner.encode()
     entry["last"] = str(got.address)
     return got.address
+
+
+def _room(r: IPRange) -> int:
+    """At most how many addresses ``r`` can hand out (excluded prefixes not counted)."""
+    lo, hi = int(r.range_start), int(r.range_end)
+    reserved = {span[0] for span in r.reserved() if span[0] == span[1]}
+    return hi - lo + 1 - sum(1 for x in reserved if lo <= x <= hi)
 
 
 def block_allocator(pool: Pool, pool_doc: Doc) -> PrefixAllocator:
