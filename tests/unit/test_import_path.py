@@ -38,6 +38,9 @@ PLUGIN_PATH_MODULES = (
     "multinic.plugins.static",
     "multinic.plugins.cluster_ipam",
     "multinic.ipam.sqlite_store",
+    "multinic.plugins.lower",
+    "multinic.plugins.macvlan",
+    "multinic.dataplane.alias",
 )
 
 

@@ -6,6 +6,9 @@ holding the ``multinic`` package on ``sys.path`` itself. ``-I`` keeps the
 caller's PYTHON* variables and the current directory out; ``-S`` skips
 ``site``, which costs milliseconds on every pod start and is not needed:
 the plugin path imports nothing outside the standard library and multinic.
+The two flags are written as one, ``-IS``: Linux hands everything after the
+interpreter on a ``#!`` line to it as a single argument, and Python refuses
+``"-I -S"``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 
 from multinic.plugins.registry import PLUGINS
 
-_TEMPLATE = """#!{python} -I -S
+_TEMPLATE = """#!{python} -IS
 # multinic CNI plugin {plugin_type!r}, written by `multinic install-plugins`.
 import sys
 sys.path.insert(0, {package_root!r})

@@ -18,6 +18,7 @@ PLUGINS: Mapping[str, str] = {
     # One line per plugin, sorted by type.
     "multinic-host-local": "multinic.plugins.host_local",
     "multinic-ipam": "multinic.plugins.cluster_ipam",
+    "multinic-macvlan": "multinic.plugins.macvlan",
     "multinic-static": "multinic.plugins.static",
 }
 

@@ -1,0 +1,115 @@
+"""Driving macvlan/ipvlan/vlan/host-device plugins in tests: in-process and observed with ip.
+
+Shared by tests/netns/plugins (this host) and tests/guest_kernel (the QEMU guest).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from multinic.cni import skel
+from multinic.lab import netns as lab
+from tests.netns.conftest import REFERENCE_PLUGIN_DIR
+
+V4 = "v4"
+V6 = "v6"
+DUAL = "dual"
+
+
+def ranges(stack: str, v4: str, v6: str) -> list[list[dict[str, str]]]:
+    """host-local range sets for one stack."""
+    sets = []
+    if stack in (V4, DUAL):
+        sets.append([{"subnet": v4}])
+    if stack in (V6, DUAL):
+        sets.append([{"subnet": v6}])
+    return sets
+
+
+def host_local(data_dir: Path, stack: str, v4: str, v6: str, **extra: Any) -> dict[str, Any]:
+    """multinic-host-local (in-process delegation) on the test's subnets."""
+    return {
+        "type": "multinic-host-local",
+        "dataDir": str(data_dir),
+        "ranges": ranges(stack, v4, v6),
+        **extra,
+    }
+
+
+def conf(
+    plugin: str, name: str, ipam: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"cniVersion": "1.1.0", "name": name, "type": plugin, **fields}
+    if ipam is not None:
+        obj["ipam"] = ipam
+    return obj
+
+
+def call(
+    plugin: skel.Plugin,
+    command: str,
+    config: dict[str, Any],
+    pod: str | None,
+    *,
+    cid: str = "cid-1",
+    ifname: str = "net1",
+    args: str = "",
+    netns: str | None = None,
+) -> tuple[int, Any]:
+    """One verb in-process through the plugin entry; (status, decoded stdout or None)."""
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns if netns is not None else (str(lab.netns_path(pod)) if pod else ""),
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": str(REFERENCE_PLUGIN_DIR),
+        "CNI_ARGS": args,
+    }
+    status, out = skel.run(plugin, env, json.dumps(config).encode())
+    return status, json.loads(out) if out.strip() else None
+
+
+def ok(
+    plugin: skel.Plugin, command: str, config: dict[str, Any], pod: str | None, **kw: Any
+) -> Any:
+    status, out = call(plugin, command, config, pod, **kw)
+    assert status == 0, out
+    return out
+
+
+def with_prev(config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "prevResult": result}
+
+
+def link(netns: str | None, ifname: str) -> dict[str, Any]:
+    """``ip -d -j link show`` of one link."""
+    [found] = lab.ip_json("-d", "link", "show", "dev", ifname, netns=netns)
+    return found
+
+
+def kind_of(netns: str | None, ifname: str) -> tuple[str, dict[str, Any]]:
+    info = link(netns, ifname).get("linkinfo", {})
+    return info.get("info_kind", ""), info.get("info_data", {})
+
+
+def reservations(data_dir: Path, network: str) -> set[str]:
+    """host-local's reserved addresses (one file per address)."""
+    directory = data_dir / network
+    if not directory.exists():
+        return set()
+    return {p.name for p in directory.iterdir() if not p.name.startswith(("last_reserved", "lock"))}
+
+
+def ping(pod: str, address: str) -> None:
+    """One ping from ``pod``; raises LabError if it gets no answer."""
+    lab.ip("netns", "exec", pod, "ping", "-c", "1", "-W", "5", address)
+
+
+def pod_links(pod: str) -> set[str]:
+    return lab.link_names(pod)
+
+
+def address_only(cidr: str) -> str:
+    return cidr.split("/")[0]
