@@ -37,6 +37,7 @@ PLUGIN_PATH_MODULES = (
     "multinic.plugins.host_local",
     "multinic.plugins.static",
     "multinic.plugins.cluster_ipam",
+    "multinic.plugins.bridge",
     "multinic.ipam.sqlite_store",
     "multinic.plugins.lower",
     "multinic.plugins.macvlan",

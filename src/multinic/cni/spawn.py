@@ -39,13 +39,15 @@ def find_executable(name: str, search_path: tuple[str, ...]) -> str | None:
     return None
 
 
-def run_executable(path: str, env: Mapping[str, str], stdin: bytes) -> Finished:
-    """Run ``path`` with ``env``, ``stdin`` on its standard input, and wait for it."""
+def run_executable(
+    path: str, env: Mapping[str, str], stdin: bytes, *, args: tuple[str, ...] = ()
+) -> Finished:
+    """Run ``path ARGS`` with ``env``, ``stdin`` on its standard input, and wait for it."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = _spawn(path, env, (in_r, out_w, err_w))
+        pid = _spawn(path, args, env, (in_r, out_w, err_w))
     except BaseException:
         for fd in (in_w, out_r, err_r):
             os.close(fd)
@@ -58,12 +60,14 @@ def run_executable(path: str, env: Mapping[str, str], stdin: bytes) -> Finished:
     return Finished(os.waitstatus_to_exitcode(wait_status), stdout, stderr)
 
 
-def _spawn(path: str, env: Mapping[str, str], fds: tuple[int, int, int]) -> int:
+def _spawn(
+    path: str, args: tuple[str, ...], env: Mapping[str, str], fds: tuple[int, int, int]
+) -> int:
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
     # A plugin just written by an installer can be "text file busy" for a moment.
     for attempt in range(_TEXT_BUSY_RETRIES):
         try:
-            return os.posix_spawn(path, [path], dict(env), file_actions=actions)
+            return os.posix_spawn(path, [path, *args], dict(env), file_actions=actions)
         except OSError as exc:
             if exc.errno != errno.ETXTBSY or attempt == _TEXT_BUSY_RETRIES - 1:
                 raise

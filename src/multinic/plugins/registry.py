@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 PLUGINS: Mapping[str, str] = {
     # One line per plugin, sorted by type.
+    "multinic-bridge": "multinic.plugins.bridge",
     "multinic-host-local": "multinic.plugins.host_local",
     "multinic-ipam": "multinic.plugins.cluster_ipam",
     "multinic-macvlan": "multinic.plugins.macvlan",
