@@ -12,8 +12,11 @@ from multinic.lab import netns as lab
 MULTINIC = Path(sys.executable).parent / "multinic"
 
 
-def netns_names() -> set[Path]:
-    return set(lab.NETNS_DIR.iterdir()) if lab.NETNS_DIR.exists() else set()
+def netns_names() -> set[str]:
+    """The demo's namespaces (others' may come and go while this test runs)."""
+    if not lab.NETNS_DIR.exists():
+        return set()
+    return {p.name for p in lab.NETNS_DIR.iterdir() if p.name.startswith("mn-demo-")}
 
 
 def test_demo_attaches_two_pods_to_two_networks_pings_and_cleans_up() -> None:
