@@ -109,6 +109,7 @@ def main() -> None:
                     times[name]["ADD"].append(add)
                     times[name]["DEL"].append(delete or 0.0)
         report(times, args)
+        startup(args.rounds // 3)
     finally:
         shutil.rmtree(scratch)
 
@@ -134,6 +135,26 @@ def report(times: dict[str, dict[str, list[float]]], args: argparse.Namespace) -
             f"| {statistics.median(times[name]['DEL']) * 1e3:.2f} "
             f"| {ratios['ADD']:.2f} | {ratios['DEL']:.2f} |"
         )
+
+
+def startup(rounds: int) -> None:
+    """Where an executable call's time goes: the interpreter, then our imports."""
+    root = package_root()
+    codes = {
+        "`python -IS -c pass`": "pass",
+        "+ import `multinic.cni.skel`": f"import sys; sys.path.insert(0, {root!r}); "
+        "import multinic.cni.skel",
+        "+ import `multinic.plugins.host_local`": f"import sys; sys.path.insert(0, {root!r}); "
+        "import multinic.plugins.host_local",
+    }
+    print("\n| start-up | median ms |\n|---|---:|")
+    for label, code in codes.items():
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-IS", "-c", code], check=True)
+            samples.append(time.perf_counter() - start)
+        print(f"| {label} | {statistics.median(samples) * 1e3:.1f} |")
 
 
 if __name__ == "__main__":
