@@ -14,7 +14,8 @@ Contenders, in one run against the same etcd cluster (a fresh key prefix each):
 Each node is a process; all start together on a signal. Reported: total
 seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio.
 
-Run:  .venv/bin/python benchmarks/ipam_cluster.py [--nodes 10] [--per-node 100]
+Run:  .venv/bin/python benchmarks/ipam_cluster.py [--nodes 10] [--per-node 100] [--rounds 3]
+      [--with-executables]
 """
 
 from __future__ import annotations
@@ -185,40 +186,66 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--per-node", type=int, default=100)
-    parser.add_argument("--modes", default="blocks,blocks-exec,single-key")
+    parser.add_argument("--rounds", type=int, default=3, help="blocks vs single-key rounds")
+    parser.add_argument(
+        "--with-executables", action="store_true", help="one round of a process per ADD too"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
         return
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
         bin_dir = Path(tmp) / "bin"
         install_plugins(str(bin_dir))
         with EtcdCluster(Path(tmp) / "etcd", size=3) as cluster:
-            rows = []
-            for mode in args.modes.split(","):
-                base = {
-                    "config": network_config(cluster.endpoints, f"/bench-{mode}/"),
-                    "bin_dir": str(bin_dir),
-                }
-                rows.append(run_mode(mode, args.nodes, args.per_node, base))
-                print(json.dumps(rows[-1]), file=sys.stderr)
+            plan = [
+                ["blocks", "single-key"] if n % 2 == 0 else ["single-key", "blocks"]
+                for n in range(args.rounds)
+            ]
+            if args.with_executables:
+                plan.append(["blocks-exec"])
+            for n, modes in enumerate(plan):
+                for mode in modes:
+                    base = {
+                        "config": network_config(cluster.endpoints, f"/bench-{mode}-{n}/"),
+                        "bin_dir": str(bin_dir),
+                    }
+                    rows.append({**run_mode(mode, args.nodes, args.per_node, base), "round": n})
+                    print(json.dumps(rows[-1]), file=sys.stderr)
     report(rows, args.nodes, args.per_node)
 
 
 def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
-    by_mode = {r["mode"]: r for r in rows}
-    print(f"{nodes} nodes x {per_node} ADDs, 3-member etcd 3.4 on loopback, {os.cpu_count()} cores")
-    print("| contender | total s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
+    print(
+        f"{nodes} nodes x {per_node} ADDs, 3-member etcd 3.4 on loopback, "
+        f"{os.cpu_count()} cores; medians over rounds"
+    )
+    print("| contender | rounds | total s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode in ("blocks", "single-key", "blocks-exec"):
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+
+        def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
+            return statistics.median(r[key] for r in mine)
+
+        errors = sum(len(r["errors"]) for r in mine)
         print(
-            f"| {r['mode']} | {r['total_s']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {len(r['errors'])} |"
+            f"| {mode} | {len(mine)} | {med('total_s'):.2f} | {med('p50_ms'):.1f} "
+            f"| {med('p99_ms'):.1f} | {errors} |"
         )
-    if "blocks" in by_mode and "single-key" in by_mode:
-        ratio = by_mode["single-key"]["total_s"] / by_mode["blocks"]["total_s"]
-        print(f"single-key / blocks total time: {ratio:.2f}")
+    by_round: dict[int, dict[str, float]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["mode"]] = r["total_s"]
+    ratios = [t["single-key"] / t["blocks"] for t in by_round.values() if len(t) == 2]
+    if ratios:
+        print(
+            f"single-key / blocks total time, median of per-round ratios: "
+            f"{statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})"
+        )
 
 
 if __name__ == "__main__":

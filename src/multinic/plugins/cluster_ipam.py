@@ -51,8 +51,10 @@ DEFAULT_ETCD_TIMEOUT = 2.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 #: Whereabouts fields we do not implement and must not silently ignore: a
-#: Kubernetes datastore, etcd TLS and authentication, a flat config file.
+#: Kubernetes datastore, etcd TLS and authentication, a flat config file,
+#: static-plugin style extra addresses.
 UNSUPPORTED_FIELDS = (
+    "addresses",
     "kubernetes",
     "etcd_username",
     "etcd_password",

@@ -129,7 +129,14 @@ def test_bad_config_is_a_clear_code_7(ipam: dict[str, Any], match: str) -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["kubernetes", "etcd_password", "etcd_ca_cert_file", "configuration_path", "datastore"],
+    [
+        "kubernetes",
+        "etcd_password",
+        "etcd_ca_cert_file",
+        "configuration_path",
+        "datastore",
+        "addresses",
+    ],
 )
 def test_unsupported_whereabouts_fields_are_code_2_not_ignored(field: str) -> None:
     value = "kubernetes" if field == "datastore" else "x"
