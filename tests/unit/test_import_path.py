@@ -41,6 +41,8 @@ PLUGIN_PATH_MODULES = (
     "multinic.ipam.sqlite_store",
     "multinic.plugins.lower",
     "multinic.plugins.macvlan",
+    "multinic.plugins.ipvlan",
+    "multinic.plugins.vlan",
     "multinic.dataplane.alias",
 )
 

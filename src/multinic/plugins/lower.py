@@ -206,9 +206,11 @@ def check(
         raise InterfaceDriftError(
             f"no interface {request.ifname!r} in sandbox {request.netns} in prevResult"
         )
-    name = master_name(request, conf, chained=chained)
     with open_netns(request.netns) as pod, host_netns() as host:
-        resolve_master(pod if conf.link_in_container else host, name, None)
+        # A chained ipvlan's master came from the prevResult of its ADD, which the
+        # cached result no longer shows: only a named master can be checked.
+        if conf.master or not chained:
+            resolve_master(pod if conf.link_in_container else host, conf.master, None)
         link = find_link(pod, request.ifname)
         if link is None:
             raise InterfaceDriftError(f"interface {request.ifname!r} is missing from the pod")

@@ -19,8 +19,10 @@ PLUGINS: Mapping[str, str] = {
     "multinic-bridge": "multinic.plugins.bridge",
     "multinic-host-local": "multinic.plugins.host_local",
     "multinic-ipam": "multinic.plugins.cluster_ipam",
+    "multinic-ipvlan": "multinic.plugins.ipvlan",
     "multinic-macvlan": "multinic.plugins.macvlan",
     "multinic-static": "multinic.plugins.static",
+    "multinic-vlan": "multinic.plugins.vlan",
 }
 
 
