@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -284,3 +285,26 @@ def test_a_plugin_killed_mid_allocation_leaves_no_duplicate_and_gc_reclaims(
     after = State(etcd_cluster)
     after.assert_consistent()
     assert sorted(after.handle_addresses()) == sorted([*reported, "o0", "o1"])
+
+
+def test_a_frozen_member_costs_a_request_timeout_not_the_add(
+    etcd_cluster: EtcdCluster, tmp_path: Path
+) -> None:
+    """SIGSTOP the member every client tries first: ADDs still succeed through the others."""
+    config = network_config(etcd_cluster)
+    config["ipam"]["store"]["timeout"] = 0.5
+    frozen = etcd_cluster.members[0]
+    assert frozen.process is not None
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        with contextlib.ExitStack() as stack:
+            workers = start_workers(
+                stack, tmp_path, config, "ADD", {"node0": ["f0", "f1"], "node1": ["f2", "f3"]}
+            )
+            for worker in workers:
+                assert worker.wait() == 0
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    outcomes = [line for w in workers for line in w.lines()]
+    assert [o["status"] for o in outcomes] == [0, 0, 0, 0], outcomes
+    State(etcd_cluster).assert_consistent()
