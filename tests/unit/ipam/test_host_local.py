@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from multinic.cni import skel
 from multinic.cni.errors import ErrorCode
@@ -307,3 +311,60 @@ def test_bad_config_is_a_clear_error_and_leaves_nothing(
     assert status == 1 and err["code"] == code, err
     assert words in err["msg"] + " " + err.get("details", "")
     assert files(tmp_path) == {}
+
+
+OWNERS = st.sampled_from(
+    [("a", "eth0"), ("a", "eth1"), ("b", "eth0"), ("c", "eth0"), ("d", "net1")]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("ADD"), OWNERS, st.sampled_from(["", "IP=10.5.0.3", "IP=fd00::4"])),
+            st.tuples(st.just("DEL"), OWNERS),
+            st.tuples(st.just("GC"), st.frozensets(OWNERS)),
+        ),
+        max_size=25,
+    )
+)
+def test_random_verbs_keep_the_data_dir_consistent(ops: list[tuple[Any, ...]]) -> None:
+    # A /29 and a /126: few enough addresses that requests collide and sets run out.
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch)
+        config = conf(data, [[{"subnet": "10.5.0.0/29"}], [{"subnet": "fd00::/125"}]])
+        model: dict[tuple[str, str], list[str]] = {}
+        for op in ops:
+            if op[0] == "ADD":
+                (cid, ifname), args = op[1], op[2]
+                status, out = call("ADD", config, cid=cid, ifname=ifname, args=args)
+                repeat = (cid, ifname) in model
+                if not args and (repeat or len(model) < 5):  # 5 addresses in the /29
+                    assert status == 0, out  # a repeat, or room left: must succeed
+                if status == 0:
+                    got = addresses(out)
+                    assert model.get((cid, ifname), got) == got  # a repeat gets the same
+                    model[(cid, ifname)] = got
+                else:
+                    assert out["code"] in (CODE_EXHAUSTED, CODE_UNAVAILABLE)
+            elif op[0] == "DEL":
+                ok("DEL", config, cid=op[1][0], ifname=op[1][1])
+                model.pop(op[1], None)
+            else:
+                valid = [{"containerID": c, "ifname": i} for c, i in op[1]]
+                ok("GC", {**config, "cni.dev/valid-attachments": valid})
+                model = {k: v for k, v in model.items() if k in op[1]}
+            on_disk = {k: v for k, v in files(data).items() if k[0].isdigit() or ":" in k}
+            expected = {
+                a.split("/")[0]: f"{cid}\r\n{ifname}".encode()
+                for (cid, ifname), got in model.items()
+                for a in got
+            }
+            assert on_disk == expected  # nothing leaked, nothing shared, nothing lost
+            for address in on_disk:
+                ip = ipaddress.ip_address(address)
+                assert ip not in (ipaddress.ip_address("10.5.0.1"), ipaddress.ip_address("fd00::1"))
+                assert ip in ipaddress.ip_network("10.5.0.0/29") or ip in ipaddress.ip_network(
+                    "fd00::/125"
+                )
