@@ -166,7 +166,7 @@ class HostLocal:
         except IOFailureError as exc:
             problem = str(exc)
         if problem:
-            raise PluginNotAvailableError(f"{NAME}: cannot serve ADD", problem)
+            raise PluginNotAvailableError(f"{NAME}: plugin not available", problem)
 
 
 def reserve(
