@@ -25,18 +25,15 @@ from typing import Any
 
 from multinic.cni import skel
 from multinic.plugins.host_local import PLUGIN
-from multinic.plugins.install import package_root
+from multinic.plugins.install import executable_text, package_root
 
 REFERENCE = Path("/usr/lib/cni/host-local")
 
 
 def write_ours(bin_dir: Path) -> Path:
-    """The executable as `multinic install-plugins` writes it (interpreter isolated, no site)."""
+    """The executable exactly as `multinic install-plugins` writes it."""
     path = bin_dir / "multinic-host-local"
-    path.write_text(
-        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {package_root()!r})\n"
-        "from multinic.plugins.host_local import main\nmain()\n"
-    )
+    path.write_text(executable_text("multinic-host-local"))
     path.chmod(0o755)
     return path
 

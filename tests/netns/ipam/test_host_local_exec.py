@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from multinic.cni.config import parse_network_config_list
 from multinic.cni.runtime import Runtime
 from multinic.ipam.allocator import CODE_EXHAUSTED
 from multinic.lab import netns as lab
-from multinic.plugins.install import package_root
+from multinic.plugins.install import install_plugins
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.test_reference_interop import attach
 from tests.support.conflists import bridge_plugin, conflist
@@ -33,21 +32,8 @@ OURS = "multinic-host-local"
 def bin_dir(tmp_path: Path) -> Path:
     if not (REFERENCE_PLUGIN_DIR / "host-local").exists():
         pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make system-deps")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for plugin_type, module in (
-        ("multinic-host-local", "multinic.plugins.host_local"),
-        ("multinic-static", "multinic.plugins.static"),
-    ):
-        # As `multinic install-plugins` writes them: the interpreter by absolute path,
-        # isolated, the package's directory put on sys.path by the script itself.
-        path = bin_dir / plugin_type
-        path.write_text(
-            f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {package_root()!r})\n"
-            f"from {module} import main\nmain()\n"
-        )
-        path.chmod(0o755)
-    return bin_dir
+    install_plugins(str(tmp_path / "bin"))  # what `multinic install-plugins` writes
+    return tmp_path / "bin"
 
 
 def exe(bin_dir: Path, plugin: str) -> Path:
