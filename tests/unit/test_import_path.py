@@ -43,6 +43,7 @@ PLUGIN_PATH_MODULES = (
     "multinic.plugins.macvlan",
     "multinic.plugins.ipvlan",
     "multinic.plugins.vlan",
+    "multinic.plugins.host_device",
     "multinic.dataplane.alias",
 )
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 PLUGINS: Mapping[str, str] = {
     # One line per plugin, sorted by type.
     "multinic-bridge": "multinic.plugins.bridge",
+    "multinic-host-device": "multinic.plugins.host_device",
     "multinic-host-local": "multinic.plugins.host_local",
     "multinic-ipam": "multinic.plugins.cluster_ipam",
     "multinic-ipvlan": "multinic.plugins.ipvlan",
