@@ -252,7 +252,8 @@ class _Pool(Generic[K]):
         self._highs = [hi for _, hi in allocatable]
         self.size = sum(hi - lo + 1 for lo, hi in allocatable)
         self.owners: dict[int, K] = {}
-        self.by_owner: dict[K, list[int]] = {}
+        # Per owner an insertion-ordered dict used as a set: O(1) release, oldest first.
+        self.by_owner: dict[K, dict[int, None]] = {}
         for item, owner in held:
             if item in self.owners:
                 raise CorruptStateError(
@@ -288,7 +289,7 @@ class _Pool(Generic[K]):
         if owner is None:
             return None
         items = self.by_owner[owner]
-        items.remove(item)
+        del items[item]
         if not items:
             del self.by_owner[owner]
         if self.allocatable(item):
@@ -297,7 +298,7 @@ class _Pool(Generic[K]):
 
     def _record(self, item: int, owner: K) -> None:
         self.owners[item] = owner
-        self.by_owner.setdefault(owner, []).append(item)
+        self.by_owner.setdefault(owner, {})[item] = None
 
 
 V = TypeVar("V")
