@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +282,32 @@ def test_store_error_is_a_cni_error_not_a_traceback(tmp_path: Path) -> None:
     status, error = run("ADD", config)
     assert status == 1 and error["code"] == ErrorCode.IO_FAILURE
     assert "cannot open" in error["msg"]
+
+
+def test_plugin_processes_sharing_one_sqlite_file_never_collide(tmp_path: Path) -> None:
+    """Four processes (a node's concurrent CNI calls) ADD into one database at once."""
+    config = conf(tmp_path, range="10.43.0.0/24", block_prefix_v4=28)
+    script = (
+        "import json, sys\n"
+        "from multinic.cni import skel\n"
+        "from multinic.plugins.cluster_ipam import PLUGIN\n"
+        "tag, stdin = sys.argv[1], sys.argv[2].encode()\n"
+        "for n in range(15):\n"
+        "    env = dict(CNI_COMMAND='ADD', CNI_CONTAINERID=f'{tag}-{n}', CNI_NETNS='/x',\n"
+        "               CNI_IFNAME='net1', CNI_PATH='/x')\n"
+        "    status, out = skel.run(PLUGIN, env, stdin)\n"
+        "    print(json.dumps([status, json.loads(out)]), flush=True)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, f"p{n}", json.dumps(config)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = [proc.communicate(timeout=120)[0] for proc in procs]
+    answers = [json.loads(line) for out in outputs for line in out.splitlines()]
+    assert [status for status, _ in answers] == [0] * 60, answers
+    addresses = [result["ips"][0]["address"] for _, result in answers]
+    assert len(set(addresses)) == 60
