@@ -53,9 +53,7 @@ def observe(pod: str, ifname: str = "net1") -> dict[str, Any]:
         "txqlen": seen["txqlen"],
         "promisc": seen["promiscuity"] > 0,
         "allmulti": "ALLMULTI" in seen["flags"],
-        "sysctl": {
-            key: proc_sys(pod, key.replace("IFNAME", ifname)).split() for key in SYSCTLS
-        },
+        "sysctl": {key: proc_sys(pod, key.replace("IFNAME", ifname)).split() for key in SYSCTLS},
     }
 
 
