@@ -262,7 +262,7 @@ class _Pool(Generic[K]):
                 )
             self._record(item, owner)
         self.free = FreeSpace(subtract_points(allocatable, sorted(self.owners)))
-        self.cursor = cursor if cursor is not None and self.allocatable(cursor) else None
+        self.cursor = cursor
 
     def allocatable(self, item: int) -> bool:
         i = bisect_right(self._lows, item) - 1
@@ -406,8 +406,10 @@ class AddressAllocator(_Allocator[Attachment, Allocation]):
         self._version = range_set.version
         spans = sorted((int(r.range_start), int(r.range_end)) for r in range_set.ranges)
         cuts = [span for r in range_set.ranges for span in r.reserved()]
+        # As host-local: continue after the last reserved address if the set still
+        # contains it (even if it is now reserved), else start from the beginning.
         cursor = None
-        if last_reserved is not None and last_reserved.version == self._version:
+        if last_reserved is not None and last_reserved in range_set:
             cursor = int(last_reserved)
         self._pool = _Pool(subtract(spans, cuts), ((self._item(a), o) for a, o in held), cursor)
 
@@ -516,7 +518,12 @@ class PrefixAllocator(_Allocator[str, PrefixAllocation]):
             (int(p.network_address) >> self._shift, int(p.broadcast_address) >> self._shift)
             for p in exclude
         ]
-        cursor = None if last_reserved is None else self._block(last_reserved)
+        cursor = None
+        if last_reserved is not None and (last_reserved.version, last_reserved.prefixlen) == (
+            self._version,
+            prefixlen,
+        ):
+            cursor = int(last_reserved.network_address) >> self._shift
         spans = [(lo, hi)] if lo <= hi else []
         self._pool = _Pool(subtract(spans, cuts), ((self._block(p), o) for p, o in held), cursor)
 

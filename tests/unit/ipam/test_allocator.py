@@ -128,6 +128,19 @@ def test_round_robin_after_last_reserved_skips_gateway_and_wraps() -> None:
     assert alloc.allocate(owner(9)).address == A("10.0.0.3")
 
 
+def test_cursor_is_kept_when_it_became_reserved_and_dropped_when_outside() -> None:
+    # The reference host-local ignores `exclude`: sharing a data dir with it, the last
+    # reserved address may be an excluded one. Continue after it, as host-local would.
+    rs = make_range_set([make_range(N("10.0.0.0/24"), exclude=[N("10.0.0.50/32")])])
+    assert AddressAllocator(rs, last_reserved=A("10.0.0.50")).allocate(owner(1)).address == A(
+        "10.0.0.51"
+    )
+    assert AddressAllocator(rs, last_reserved=A("10.9.0.50")).allocate(owner(1)).address == A(
+        "10.0.0.2"
+    )
+    assert AddressAllocator(rs, last_reserved=A("fd00::1")).last_reserved is None
+
+
 def test_ipv6_hands_out_the_last_address_too() -> None:
     rs = make_range_set([make_range(N("fd00::/126"))])  # ::1 gateway, ::2, ::3 free
     alloc = AddressAllocator(rs)
@@ -261,6 +274,10 @@ def test_ipv6_prefixes_and_rebuild() -> None:
     assert pool.free_count == 2**16 - 2
     with pytest.raises(CorruptStateError):
         PrefixAllocator.from_network(N("fd00::/48"), 64, held=[(N("fd00::/56"), "a")])
+    # A cursor of another length or family is ignored, not an error.
+    assert PrefixAllocator.from_network(N("fd00::/48"), 64, last_reserved=N("fd00::/56")).allocate(
+        "a"
+    ).prefix == N("fd00::/64")
 
 
 # --- random interleavings against a model -----------------------------------------
