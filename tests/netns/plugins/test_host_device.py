@@ -251,3 +251,16 @@ def test_v6_only_with_the_reference_ipam(pod: str, device: str, tmp_path: Path) 
     ok(PLUGIN, "DEL", with_prev(config, result), pod)
     assert_back_on_host(device, pod, up=False)
     assert held(tmp_path) == set()
+
+
+def test_del_of_a_virtual_device_destroyed_with_its_pod(device: str, tmp_path: Path) -> None:
+    # A veth dies with the namespace it is in (a physical device would come back):
+    # DEL has nothing to return, and still releases the addresses.
+    pod = unique("mnt-pod-")
+    with lab.scratch_netns(pod):
+        config = network(tmp_path, DUAL, device=device)
+        result = ok(PLUGIN, "ADD", config, pod)
+    assert device not in lab.link_names()
+    ok(PLUGIN, "DEL", with_prev(config, result), None, netns=str(lab.netns_path(pod)))
+    ok(PLUGIN, "DEL", with_prev(config, result), None, netns=str(lab.netns_path(pod)))
+    assert held(tmp_path) == set()
