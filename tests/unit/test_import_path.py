@@ -44,6 +44,8 @@ PLUGIN_PATH_MODULES = (
     "multinic.plugins.ipvlan",
     "multinic.plugins.vlan",
     "multinic.plugins.host_device",
+    "multinic.plugins.tuning",
+    "multinic.plugins.sbr",
     "multinic.dataplane.alias",
 )
 

@@ -22,7 +22,9 @@ PLUGINS: Mapping[str, str] = {
     "multinic-ipam": "multinic.plugins.cluster_ipam",
     "multinic-ipvlan": "multinic.plugins.ipvlan",
     "multinic-macvlan": "multinic.plugins.macvlan",
+    "multinic-sbr": "multinic.plugins.sbr",
     "multinic-static": "multinic.plugins.static",
+    "multinic-tuning": "multinic.plugins.tuning",
     "multinic-vlan": "multinic.plugins.vlan",
 }
 
