@@ -120,14 +120,50 @@ def announce(
     """Announce every address (GARP for IPv4, NA for IPv6); the failures, never raised.
 
     Link-local IPv6 addresses are skipped: the kernel announces those itself.
+    All go out of one packet socket: closing one waits for an RCU grace period
+    (synchronize_net, 10-20 ms here), a cost paid once per call, not per address.
     """
+    wanted = [a for a in addresses if a.version == 4 or not a.ip.is_link_local]
+    if not wanted:
+        return []
+    try:
+        found, mac = _link_mac(ns, link)
+        sock = run_in_netns(ns, _open_packet_socket)
+    except (DataplaneError, OSError) as exc:
+        return [_announce_error(exc, ns, link, a) for a in wanted]
     failures: list[DataplaneError] = []
-    for address in addresses:
-        try:
+    try:
+        for address in wanted:
             if isinstance(address, ipaddress.IPv4Interface):
-                send_gratuitous_arp(ns, link, address.ip)
-            elif not address.ip.is_link_local:
-                send_unsolicited_na(ns, link, address.ip)
-        except DataplaneError as exc:
-            failures.append(exc)
+                frame, proto, dst = arp_announcement(mac, address.ip), ETH_P_ARP, BROADCAST_MAC
+            else:
+                frame = neighbour_advertisement(mac, address.ip)
+                proto, dst = ETH_P_IPV6, ALL_NODES_MAC
+            try:
+                sock.sendto(frame, (found.name, proto, 0, 0, dst))
+            except OSError as exc:
+                failures.append(_announce_error(exc, ns, found, address))
+    finally:
+        sock.close()
     return failures
+
+
+def _open_packet_socket() -> _socket.socket:
+    return _socket.socket(_socket.AF_PACKET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 0)
+
+
+def _announce_error(
+    exc: Exception,
+    ns: Netns,
+    link: str | int | Link,
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+) -> DataplaneError:
+    if isinstance(exc, DataplaneError):
+        return exc
+    what = "gratuitous ARP" if address.version == 4 else "neighbour advertisement"
+    return AnnounceError(
+        f"cannot send {what} for {address.ip}",
+        interface=link.name if isinstance(link, Link) else str(link),
+        netns=ns.name,
+        errno=getattr(exc, "errno", None),
+    )

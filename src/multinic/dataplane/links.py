@@ -53,7 +53,9 @@ IFLA_INFO_SLAVE_DATA = 5
 
 VETH_INFO_PEER = 1
 IFLA_BR_VLAN_FILTERING = 7
+IFLA_BRPORT_STATE = 1  # BR_STATE_*: 3 is forwarding
 IFLA_BRPORT_MODE = 4  # hairpin
+BR_STATE_FORWARDING = 3
 
 IFLA_MACVLAN_MODE = 1
 IFLA_IPVLAN_MODE = 1
@@ -147,6 +149,7 @@ def decode_link(payload: bytes) -> Link:
     if nl.get_str(linkinfo, IFLA_INFO_SLAVE_KIND) == "bridge":
         port = nl.get_nested(linkinfo, IFLA_INFO_SLAVE_DATA)
         info["hairpin"] = nl.get_u8(port, IFLA_BRPORT_MODE) or 0
+        info["port_state"] = nl.get_u8(port, IFLA_BRPORT_STATE) or 0
     mac = attrs.get(IFLA_ADDRESS)
     return Link(
         ifindex=index,

@@ -57,7 +57,7 @@ def assign_to_interface(
 
 
 def configure_interface(
-    ns: Netns, ifname: str, result: Result, *, dad: bool = False
+    ns: Netns, ifname: str, result: Result, *, dad: bool = False, send_announcements: bool = True
 ) -> list[DataplaneError]:
     """Address ``ifname`` from ``result``, bring it up, add routes, announce.
 
@@ -65,6 +65,8 @@ def configure_interface(
     ``dad`` off (the reference bridge's default) IPv6 addresses skip duplicate
     address detection, so they are usable when ADD returns; with it on, ADD
     waits for detection to finish. Returns announcement failures (not fatal).
+    ``send_announcements=False`` leaves announcing to the caller (the bridge
+    plugin has the kernel do it once its port forwards).
     """
     link = get_link(ns, ifname)
     addresses: list[IPv4Interface | IPv6Interface] = [ip.address for ip in _ips_of(result, ifname)]
@@ -86,7 +88,7 @@ def configure_interface(
             mtu=route.mtu,
             advmss=route.advmss,
         )
-    return announce(ns, link, addresses)
+    return announce(ns, link, addresses) if send_announcements else []
 
 
 def _ips_of(result: Result, ifname: str) -> list[IPConfig]:

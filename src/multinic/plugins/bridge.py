@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
-from typing import Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -50,7 +50,7 @@ from multinic.dataplane import (
     set_up,
     write_sysctl,
 )
-from multinic.plugins import masq
+from multinic.dataplane.links import BR_STATE_FORWARDING
 from multinic.plugins.attach import (
     InterfaceDriftError,
     check_interface,
@@ -59,7 +59,6 @@ from multinic.plugins.attach import (
 )
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import Fields, plugin_fields
-from multinic.plugins.nftables import Tag
 from multinic.plugins.veth import (
     create_pod_veth,
     delete_pod_link,
@@ -68,9 +67,14 @@ from multinic.plugins.veth import (
     requested_mac,
 )
 
+if TYPE_CHECKING:
+    from multinic.plugins.nftables import Tag
+
 NAME = "multinic-bridge"
 DEFAULT_BRIDGE = "cni0"
 MAX_IFNAME = 15
+#: How long ADD waits for the pod's bridge port to forward before announcing.
+PORT_READY_TIMEOUT = 1.0
 
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -188,11 +192,14 @@ class Bridge:
         delete_pod_link(request.netns, request.ifname)
         if conf.layer3:
             ipam_del(request)
-        tag = _tag(request)
-        if conf.macspoofchk:
-            masq.teardown_spoofcheck(tag)
-        if conf.layer3 and conf.ip_masq:
-            masq.teardown_masq(tag)
+        if conf.macspoofchk or (conf.layer3 and conf.ip_masq):
+            from multinic.plugins import masq  # only configs asking for it pay for its import
+
+            tag = _tag(request)
+            if conf.macspoofchk:
+                masq.teardown_spoofcheck(tag)
+            if conf.layer3 and conf.ip_masq:
+                masq.teardown_masq(tag)
 
     def check(self, request: skel.Request) -> None:
         conf = load_conf(request)
@@ -208,6 +215,9 @@ class Bridge:
             delegate(ipam_type(request), "STATUS", request)
 
     def gc(self, request: skel.Request) -> None:
+        from multinic.plugins import masq
+        from multinic.plugins.nftables import Tag
+
         conf = load_conf(request)
         if conf.layer3:
             delegate(ipam_type(request), "GC", request)
@@ -241,8 +251,13 @@ def _add(
     pair = create_pod_veth(host, pod, request.ifname, mtu=conf.mtu, mac=mac)
     undo.callback(_quietly, delete_link, host, pair.host.name, missing_ok=True)
     _attach_port(host, br, pair.host, conf)
+    # Up at once: the bridge enables the port asynchronously once it has carrier, and
+    # it should be forwarding by the time the addresses are announced.
+    set_up(pod, pair.pod)
     tag = _tag(request)
     if conf.macspoofchk:
+        from multinic.plugins import masq  # only configs asking for it pay for its import
+
         masq.setup_spoofcheck(pair.host.name, pair.pod.mac or "", tag)
         undo.callback(_quietly, masq.teardown_spoofcheck, tag)
     interfaces = (
@@ -253,8 +268,7 @@ def _add(
     result = Result(request.config.cni_version, interfaces)
     if conf.layer3:
         result = _add_layer3(request, conf, host, pod, br, result, undo)
-    else:
-        set_up(pod, pair.pod)
+        _announce(host, pod, pair.host.name, request.ifname, result)
     # MACs as they are now: the bridge's changes when its first port or address comes.
     br = get_link(host, br.ifindex)
     host_end = get_link(host, pair.host.name)
@@ -294,10 +308,12 @@ def _add_layer3(
         raise InvalidConfigError(f"{NAME}: IPAM plugin returned missing IP config")
     ips, routes = _gateways(ipam, conf)
     result = result._replace(ips=ips, routes=routes, dns=ipam.dns)
-    configure_interface(pod, request.ifname, result, dad=conf.enable_dad)
+    configure_interface(pod, request.ifname, result, dad=conf.enable_dad, send_announcements=False)
     if conf.is_gateway:
         result = _set_gateways(host, br, result, conf)
     if conf.ip_masq:
+        from multinic.plugins import masq
+
         tag = _tag(request)
         undo.callback(_quietly, masq.teardown_masq, tag)
         masq.setup_masq((ip.address for ip in result.ips), tag)
@@ -376,7 +392,43 @@ def _enable_forwarding(host: Netns, version: int) -> None:
         write_sysctl(host, key, 1)
 
 
+def _announce(host: Netns, pod: Netns, port: str, ifname: str, result: Result) -> None:
+    """Have the pod's kernel announce its addresses once its bridge port forwards.
+
+    Neighbours may cache a previous owner's MAC for a reused address. A gratuitous
+    ARP or unsolicited NA sent before the bridge enables the new port (it does so
+    asynchronously, after carrier) is dropped, so wait for forwarding, as the
+    reference waits for the port's oper state. With arp_notify and ndisc_notify
+    on, the kernel announces every address of a link whose MAC is set, even to
+    the MAC it has: that spares an AF_PACKET socket, whose close waits for an RCU
+    grace period (10-20 ms here) on every pod start. Best effort, as announcing is.
+    """
+    versions = {ip.address.version for ip in result.ips}
+    if not versions:
+        return
+    _wait_forwarding(host, port)
+    if 4 in versions:
+        _quietly(write_sysctl, pod, f"net/ipv4/conf/{ifname}/arp_notify", 1)
+    if 6 in versions:
+        _quietly(write_sysctl, pod, f"net/ipv6/conf/{ifname}/ndisc_notify", 1)
+    link = get_link(pod, ifname)
+    if link.mac:
+        set_link(pod, link, mac=link.mac)
+
+
+def _wait_forwarding(host: Netns, port: str) -> None:
+    import time  # only reached with addresses to announce
+
+    deadline = time.monotonic() + PORT_READY_TIMEOUT
+    while get_link(host, port).info.get("port_state") != BR_STATE_FORWARDING:
+        if time.monotonic() > deadline:
+            return  # STP keeps it learning, say: announce anyway, best effort
+        time.sleep(0.001)
+
+
 def _tag(request: skel.Request) -> Tag:
+    from multinic.plugins.nftables import Tag
+
     return Tag(request.config.name, request.container_id, request.ifname)
 
 
@@ -421,6 +473,8 @@ def _check(request: skel.Request, conf: BridgeConf, prev: Result, host: Netns, p
             f"{NAME}: no host veth of the result is the peer of {request.ifname!r}",
             f"on bridge {conf.bridge!r}",
         )
+    from multinic.plugins import masq
+
     tag = _tag(request)
     if conf.layer3 and conf.ip_masq and not masq.masq_rules(tag):
         raise InterfaceDriftError(f"{NAME}: the ipMasq rules of this attachment are missing")

@@ -182,6 +182,25 @@ def test_two_pods_share_the_bridge_and_reach_each_other(
     assert reservations(ipam_dir) == []
 
 
+def test_add_announces_the_pods_addresses(
+    pod: str, pod2: str, bridge: str, ipam_dir: Path
+) -> None:
+    conf = bridge_conf(bridge, ipam_dir, "198.18.68.0/24", "fd00:64:68::/64")
+    other = Pod(pod2, conf)
+    other.add()  # .2
+    # pod2 still believes a previous owner of .3 is there: a stale neighbour entry.
+    for address in ("198.18.68.3", "fd00:64:68::3"):
+        lab.ip("neigh", "replace", address, "lladdr", "02:00:00:00:00:99", "dev", "eth0",
+               "nud", "stale", netns=pod2)  # fmt: skip
+    new = Pod(pod, conf)
+    mac = new.add()["interfaces"][2]["mac"]
+    for address in ("198.18.68.3", "fd00:64:68::3"):
+        entry = lab.ip_json("neigh", "show", address, "dev", "eth0", netns=pod2)[0]
+        assert entry["lladdr"] == mac  # the gratuitous ARP / unsolicited NA updated it
+    new.ok("DEL")
+    other.ok("DEL")
+
+
 def test_is_default_gateway_adds_default_routes_via_the_bridge(
     pod: str, bridge: str, ipam_dir: Path
 ) -> None:
