@@ -26,8 +26,14 @@ from tests.e2e.podman.harness import (
     libcni_cache_entry,
 )
 
+# (bridge type, IPAM type, subnet): ours in the main cases, the reference as the control.
 # RFC 2544 space, one /24 per case, apart from the other tests' 198.18.x ranges.
 STACKS = [
+    pytest.param("multinic-bridge", "host-local", "198.18.61.0/24", id="multinic-bridge"),
+    pytest.param(
+        "multinic-bridge", "multinic-host-local", "198.18.62.0/24", id="multinic-bridge+ipam"
+    ),
+    pytest.param("bridge", "multinic-host-local", "198.18.63.0/24", id="reference-bridge+ipam"),
     pytest.param("bridge", "host-local", "198.18.60.0/24", id="reference-bridge"),
 ]
 
