@@ -286,9 +286,11 @@ def load_state(path: str) -> dict[str, Any] | None:
             state = json.load(file)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except ValueError:
+        return {}  # unreadable (a torn disk, a hand edit): nothing can be restored from it
+    except OSError as exc:
         raise CNIError(f"{TYPE}: cannot read saved originals {path}", str(exc)) from exc
-    return state if isinstance(state, dict) else None
+    return state if isinstance(state, dict) else {}
 
 
 def save_state(path: str, state: Mapping[str, Any]) -> None:
