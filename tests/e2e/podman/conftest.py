@@ -1,4 +1,4 @@
-"""Fixtures for podman driving our plugins: one isolated podman per session, networks per test."""
+"""Fixtures for podman driving our plugins: one isolated podman per module, networks per test."""
 
 from __future__ import annotations
 
@@ -59,9 +59,12 @@ def host_addresses() -> list[ipaddress.IPv4Address]:
     ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def podman() -> Iterator[PodmanHost]:
-    """podman with its own config, storage, locks and network dir; our plugins installed."""
+    """podman with its own config, storage, locks and network dir; our plugins installed.
+
+    Per module, so everything it made is gone as soon as the podman tests end.
+    """
     with podman_host() as host:
         yield host
 

@@ -12,7 +12,7 @@ tracks them and removes what it made: the network namespaces under /run/netns
 (found by each container's SandboxKey), libcni's result cache in
 /var/lib/cni/results (fixed in podman's vendored libcni), the image blob-info
 cache in /var/lib/containers/cache, runc's state dir /run/runc, and the cgroups
-under a cgroup parent named for the session. Processes left behind (conmon, the
+under a cgroup parent of its own. Processes left behind (conmon, the
 container's own, a ``podman container cleanup``) are found by that cgroup and by
 the scratch path on their command line, and killed by pid.
 """
@@ -42,7 +42,7 @@ BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "ip", "ping", "cat", "ls", "sleep", "true")
 IMAGE = "localhost/multinic-busybox:latest"
 
-#: Machine paths podman or its tools create when missing; removed again if the session made them.
+#: Machine paths podman or its tools create when missing; removed again if we made them.
 MACHINE_DIRS = (
     Path("/var/lib/cni/results"),
     Path("/var/lib/cni"),
