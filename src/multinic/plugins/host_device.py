@@ -195,7 +195,8 @@ class HostDevice:
                     result = assign_to_interface(
                         ipam, (interface,), 0, request.config.cni_version
                     ).result
-                    configure_interface(pod, request.ifname, result)
+                    configure_interface(pod, request.ifname, result, send_announcements=False)
+                    lower.announce_addresses(pod, request.ifname, result)
                 undo.pop_all()
         dns = lower.config_dns(request)
         return result._replace(dns=dns) if dns else result

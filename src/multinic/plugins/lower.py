@@ -22,12 +22,14 @@ from multinic.dataplane import (
     Link,
     Netns,
     NetnsNotFoundError,
+    announce,
     delete_link,
     find_link,
     get_link,
     host_netns,
     list_routes,
     open_netns,
+    set_link,
     set_up,
     write_sysctl,
 )
@@ -145,8 +147,8 @@ def add(
                 result = assign_to_interface(
                     ipam, (interface,), 0, request.config.cni_version
                 ).result
-                _notify_on_address_change(pod, request.ifname)
-                configure_interface(pod, request.ifname, result)
+                configure_interface(pod, request.ifname, result, send_announcements=False)
+                announce_addresses(pod, request.ifname, result)
             undo.pop_all()
     dns = config_dns(request)
     return result._replace(dns=dns) if dns else result
@@ -167,11 +169,29 @@ def _addresses(
     return ipam
 
 
-def _notify_on_address_change(pod: Netns, ifname: str) -> None:
-    # As the reference: announce an address change (or a new link) to the neighbours.
-    for key in (f"net/ipv4/conf/{ifname}/arp_notify", f"net/ipv6/conf/{ifname}/ndisc_notify"):
-        with contextlib.suppress(DataplaneError):
-            write_sysctl(pod, key, "1")
+def announce_addresses(pod: Netns, ifname: str, result: Result) -> None:
+    """Have the pod's kernel announce the new addresses (GARP, unsolicited NA).
+
+    Neighbours may still cache a previous owner's MAC for a reused address. With
+    ``arp_notify``/``ndisc_notify`` on (as the reference sets them), setting the
+    link's MAC, even to the one it has, makes the kernel announce every address:
+    that spares an AF_PACKET socket, whose close waits for an RCU grace period
+    (10-20 ms) on every pod start. A link that cannot set its MAC (ipvlan shares
+    its master's) is announced from a packet socket instead. Best effort.
+    """
+    addresses = [ip.address for ip in result.ips]
+    for version, key in ((4, "net/ipv4/conf/{}/arp_notify"), (6, "net/ipv6/conf/{}/ndisc_notify")):
+        if any(a.version == version for a in addresses):
+            _quietly(write_sysctl, pod, key.format(ifname), "1")
+    if not addresses:
+        return
+    link = get_link(pod, ifname)
+    try:
+        if link.mac is None:
+            raise DataplaneError("no MAC address to set", interface=ifname, netns=pod.name)
+        set_link(pod, link, mac=link.mac)
+    except DataplaneError:
+        announce(pod, link, addresses)
 
 
 def config_dns(request: Request) -> DNS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,10 @@ def test_add_check_del_del(pod: str, master: str, tmp_path: Path, stack: str) ->
     )
     assert set(lab.addresses("net1", pod)) == wanted
     assert all(ip["interface"] == 0 for ip in result["ips"])
-    assert lab.ip("netns", "exec", pod, "sysctl", "-n", "net.ipv4.conf.net1.arp_notify") == "1\n"
+    for key, on in (("ipv4.conf", stack != V6), ("ipv6.conf", stack != V4)):
+        notify = "arp_notify" if key.startswith("ipv4") else "ndisc_notify"
+        value = lab.ip("netns", "exec", pod, "sysctl", "-n", f"net.{key}.net1.{notify}")
+        assert value == ("1\n" if on else "0\n")
     assert len(reservations(tmp_path / "ipam", "mvnet")) == len(wanted)
 
     ok(PLUGIN, "CHECK", with_prev(config, result), pod)
@@ -104,6 +108,36 @@ def test_two_pods_on_one_master_in_bridge_mode_ping_each_other(
     ok(PLUGIN, "DEL", config, pod, cid="a")
     ok(PLUGIN, "DEL", config, pod2, cid="b")
     assert pod_links(pod) == pod_links(pod2) == {"lo"}
+
+
+def neighbour_mac(pod: str, address: str) -> str | None:
+    found = lab.ip_json("neigh", "show", address, "dev", "net1", netns=pod)
+    return found[0].get("lladdr") if found else None
+
+
+def test_a_reused_address_is_announced_to_neighbours(
+    pod: str, pod2: str, master: str, tmp_path: Path
+) -> None:
+    # pod2 still caches a previous owner's MAC for the addresses pod gets next.
+    config = network(tmp_path, master, DUAL)
+    ok(PLUGIN, "ADD", config, pod2, cid="b")
+    stale = "02:00:00:80:00:99"
+    for address in ("198.18.80.50", "fd00:80::50"):
+        lab.ip(
+            "neigh", "replace", address, "lladdr", stale, "dev", "net1", "nud", "stale", netns=pod2
+        )
+    result = ok(PLUGIN, "ADD", config, pod, cid="a", args="IP=198.18.80.50,fd00:80::50")
+    mac = result["interfaces"][0]["mac"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and {
+        neighbour_mac(pod2, "198.18.80.50"),
+        neighbour_mac(pod2, "fd00:80::50"),
+    } != {mac}:
+        time.sleep(0.05)
+    assert neighbour_mac(pod2, "198.18.80.50") == mac
+    assert neighbour_mac(pod2, "fd00:80::50") == mac
+    ok(PLUGIN, "DEL", config, pod, cid="a")
+    ok(PLUGIN, "DEL", config, pod2, cid="b")
 
 
 @pytest.mark.parametrize("mode", ["private", "vepa", "passthru"])
