@@ -6,7 +6,6 @@ Addresses: 198.18.67.0/24-198.18.79.0/24 and fd00:64::/48 (this file's block).
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from multinic.cni import skel
 from multinic.cni.config import parse_network_config_list
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
@@ -23,45 +21,16 @@ from multinic.plugins.install import install_plugins
 from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN
 from multinic.plugins.nftables import Tag, list_rules
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
+from tests.netns.plugins import inprocess
 
 V4, V6 = "198.18.67.0/24", "fd00:64:67::/64"
 
 
-class Pod:
-    """One attachment of the plugin to a pod namespace, driven in-process."""
+class Pod(inprocess.Pod):
+    """An attachment of multinic-bridge."""
 
     def __init__(self, netns: str, conf: dict[str, Any], container_id: str = "") -> None:
-        self.netns = netns
-        self.conf = conf
-        self.container_id = container_id or unique("ctr-")
-        self.ifname = "eth0"
-        self.result: dict[str, Any] | None = None
-
-    def env(self, command: str) -> dict[str, str]:
-        return {
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": self.container_id,
-            "CNI_NETNS": str(lab.netns_path(self.netns)),
-            "CNI_IFNAME": self.ifname,
-            "CNI_PATH": str(REFERENCE_PLUGIN_DIR),
-        }
-
-    def run(self, command: str, **extra: Any) -> tuple[int, dict[str, Any]]:
-        conf = {**self.conf, **extra}
-        if command == "CHECK" and self.result is not None:
-            conf.setdefault("prevResult", self.result)
-        status, out = skel.run(PLUGIN, self.env(command), json.dumps(conf).encode())
-        return status, json.loads(out) if out.strip() else {}
-
-    def add(self) -> dict[str, Any]:
-        status, out = self.run("ADD")
-        assert status == 0, out
-        self.result = out
-        return out
-
-    def ok(self, command: str, **extra: Any) -> None:
-        status, out = self.run(command, **extra)
-        assert status == 0, out
+        super().__init__(PLUGIN, netns, conf, container_id)
 
 
 def bridge_conf(
@@ -85,11 +54,7 @@ def bridge_conf(
 
 
 def reservations(data_dir: Path, network: str = "br-net") -> list[str]:
-    """Addresses host-local holds (its data dir's address files)."""
-    folder = data_dir / network
-    if not folder.exists():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.name[0].isdigit() or ":" in p.name)
+    return inprocess.reservations(data_dir, network)
 
 
 def ports(bridge: str) -> set[str]:
@@ -101,13 +66,7 @@ def link(name: str, netns: str | None = None) -> dict[str, Any]:
     return lab.ip_json("-d", "link", "show", name, netns=netns)[0]
 
 
-def ping(netns: str, address: str) -> bool:
-    done = subprocess.run(
-        ["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "2", address],
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
+ping = inprocess.ping
 
 
 @pytest.fixture
@@ -182,9 +141,7 @@ def test_two_pods_share_the_bridge_and_reach_each_other(
     assert reservations(ipam_dir) == []
 
 
-def test_add_announces_the_pods_addresses(
-    pod: str, pod2: str, bridge: str, ipam_dir: Path
-) -> None:
+def test_add_announces_the_pods_addresses(pod: str, pod2: str, bridge: str, ipam_dir: Path) -> None:
     conf = bridge_conf(bridge, ipam_dir, "198.18.68.0/24", "fd00:64:68::/64")
     other = Pod(pod2, conf)
     other.add()  # .2
