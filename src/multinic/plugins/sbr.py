@@ -238,6 +238,8 @@ def _leave_main(
     # Removed only after every copy: two addresses of one subnet both need its route.
     hints = {ip.address.network: ip.address.ip for ip in ips} if source_hints else {}
     for route in main:
+        if route.dst.version == 6 and route.dst.is_link_local:
+            continue  # fe80::/64 names no source: link-local traffic keeps working unbound
         hint = hints.get(route.dst) if route.gateway is None else None
         if hint is not None:
             # Kept for destination-based routing, with the address as preferred source.

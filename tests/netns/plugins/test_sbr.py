@@ -149,7 +149,8 @@ def test_add_check_del_in_process(
             lab.ip("netns", "exec", pod, "ping", "-c1", "-W5", "-I", address, "198.18.99.1")
         for address in v6:
             six = 101 if v4 else 100
-            assert [r for r in main_routes(pod, "net1", "-6") if r["dst"] != "fe80::/64"] == []
+            # Link-local stays in main (it names no source); the rest moved.
+            assert [r["dst"] for r in main_routes(pod, "net1", "-6")] == ["fe80::/64"]
             routes = {(r["dst"], r.get("gateway")) for r in table(pod, six, "-6")}
             assert {("default", "fd00:96:99::1"), ("fd00:96:99::/64", None)} <= routes
             seen = route_get(pod, "fd00:96:111::1", address)
@@ -275,6 +276,12 @@ def test_bad_input(pod: str, bridge: str, tmp_path: Path, runtime: Runtime) -> N
         status, err = call(PLUGIN, "ADD", with_prev(sbr_conf(), result), pod, ifname="net9")
         assert status == 1 and "no IP addresses on 'net9'" in err["msg"]
         assert rules(pod) == []
+
+
+def test_status_validates_the_config() -> None:
+    ok(PLUGIN, "STATUS", sbr_conf(table=100, cniVersion="1.1.0"), None)
+    status, err = call(PLUGIN, "STATUS", sbr_conf(gateways=["x"], cniVersion="1.1.0"), None)
+    assert status == 1 and err["code"] == 7
 
 
 def test_del_when_the_pod_is_gone(bridge: str, tmp_path: Path, runtime: Runtime) -> None:

@@ -1,0 +1,151 @@
+"""Config parsing of multinic-tuning and multinic-sbr (no root: nothing is applied)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from multinic.cni import skel
+from multinic.cni.errors import InvalidConfigError
+from multinic.cni.version import SUPPORTED_VERSIONS
+from multinic.plugins import sbr, tuning
+from multinic.plugins.tuning import NAMESPACED_GLOBALS, sysctl_target
+
+
+def request(plugin: str, ifname: str = "net1", cni_args: str = "", **fields: Any) -> skel.Request:
+    env = {
+        "CNI_CONTAINERID": "cid",
+        "CNI_NETNS": "/var/run/netns/x",
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": cni_args,
+    }
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": plugin, **fields}
+    return skel.parse_request("ADD", env, json.dumps(conf).encode(), SUPPORTED_VERSIONS)
+
+
+@pytest.mark.parametrize(
+    ("key", "ifname", "path"),
+    [
+        ("net.ipv4.conf.IFNAME.arp_notify", "eth0", "net/ipv4/conf/eth0/arp_notify"),
+        ("net.ipv4.conf.IFNAME.arp_notify", "eth0.100", "net/ipv4/conf/eth0.100/arp_notify"),
+        ("net.ipv6.conf.eth0.100.accept_ra", "x", "net/ipv6/conf/eth0.100/accept_ra"),
+        ("net/ipv6/conf/eth0.100/accept_ra", "x", "net/ipv6/conf/eth0.100/accept_ra"),
+        ("net.ipv4.neigh.all.retrans_time_ms", "x", "net/ipv4/neigh/all/retrans_time_ms"),
+        (
+            "net.ipv6.neigh.default.base_reachable_time_ms",
+            "x",
+            "net/ipv6/neigh/default/base_reachable_time_ms",
+        ),
+        ("net.ipv4.ip_forward", "x", "net/ipv4/ip_forward"),
+        ("net/core/somaxconn", "x", "net/core/somaxconn"),
+    ],
+)
+def test_allowed_keys(key: str, ifname: str, path: str) -> None:
+    assert sysctl_target(key, ifname) == path
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "kernel.hostname",
+        "net.core.rmem_max",
+        "net.ipv4.tcp_mem",
+        "net/ipv4/conf/eth0/../../../../kernel/hostname",
+        "net.ipv4.conf..arp_notify",
+        "net/ipv4/conf/eth0/extra/arp_notify",  # the slash form names exactly one interface
+        "net.ipv4.conf.eth0",
+        "net",
+        "",
+    ],
+)
+def test_refused_keys(key: str) -> None:
+    with pytest.raises(InvalidConfigError, match="multinic-tuning: sysctl"):
+        sysctl_target(key, "eth0")
+
+
+_part = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-/", min_size=0, max_size=12)
+
+
+@given(st.lists(_part, min_size=1, max_size=7).map(".".join), _part)
+def test_whatever_is_accepted_stays_in_the_namespace(key: str, ifname: str) -> None:
+    try:
+        path = sysctl_target(key, ifname)
+    except InvalidConfigError:
+        return
+    parts = path.split("/")
+    assert parts[0] == "net" and not {"", ".", ".."} & set(parts)
+    per_interface = (parts[1], parts[2]) in tuning.PER_INTERFACE and len(parts) == 5
+    assert per_interface or ".".join(parts) in NAMESPACED_GLOBALS
+
+
+def test_mac_precedence_and_args_cni() -> None:
+    base = {"mac": "02:00:00:00:00:01", "mtu": 1400, "sysctl": {"net.ipv4.ip_forward": "1"}}
+    assert tuning.load_conf(request("multinic-tuning", **base)).mac == "02:00:00:00:00:01"
+    conf = tuning.load_conf(request("multinic-tuning", cni_args="MAC=02:00:00:00:00:02", **base))
+    assert conf.mac == "02:00:00:00:00:02"
+    runtime = {"runtimeConfig": {"mac": "02:00:00:00:00:03"}}
+    conf = tuning.load_conf(
+        request("multinic-tuning", cni_args="MAC=02:00:00:00:00:02", **base, **runtime)
+    )
+    assert conf.mac == "02:00:00:00:00:03"
+    cni = {"args": {"cni": {"mac": "02:00:00:00:00:0A", "allmulti": False, "txQLen": 10}}}
+    conf = tuning.load_conf(request("multinic-tuning", **base, **runtime, **cni))
+    assert (conf.mac, conf.allmulti, conf.txqlen, conf.mtu) == (
+        "02:00:00:00:00:0a",
+        False,
+        10,
+        1400,
+    )
+    merged = {"args": {"cni": {"sysctl": {"net.core.somaxconn": "9"}}}}
+    conf = tuning.load_conf(request("multinic-tuning", **base, **merged))
+    assert {s.key for s in conf.sysctls} == {"net.ipv4.ip_forward", "net.core.somaxconn"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"mtu": -1}, "'mtu' must be between"),
+        ({"mtu": "1400"}, "'mtu' must be an integer"),
+        ({"txQLen": True}, "'txQLen' must be an integer"),
+        ({"allmulti": "yes"}, "'allmulti' must be true or false"),
+        ({"sysctl": {"net.ipv4.ip_forward": 1}}, "must be a string"),
+        ({"sysctl": ["net.ipv4.ip_forward"]}, "'sysctl' must be an object"),
+        ({"mac": "02:00:00:00:00"}, "invalid MAC"),
+    ],
+)
+def test_bad_tuning_fields(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidConfigError, match=problem):
+        tuning.load_conf(request("multinic-tuning", **fields))
+
+
+def test_sbr_fields() -> None:
+    conf = sbr.load_conf(request("multinic-sbr", gateways=["198.18.99.1", "fd00:96::1"]))
+    assert {v: str(g) for v, g in conf.gateways.items()} == {4: "198.18.99.1", 6: "fd00:96::1"}
+    assert conf.table is None and not conf.source_hints
+    assert sbr.load_conf(request("multinic-sbr", table=5001, addSourceHints=True)).table == 5001
+    for bad in ({"table": 0}, {"table": "100"}, {"gateways": [1]}, {"addSourceHints": "on"}):
+        with pytest.raises(InvalidConfigError):
+            sbr.load_conf(request("multinic-sbr", **bad))
+
+
+def test_free_table_and_addresses_of_interface() -> None:
+    assert sbr.free_table({100, 101, 103}, 100) == 102
+    assert sbr.free_table(set(), 100) == 100
+    prev = {
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "br0"}, {"name": "net1", "sandbox": "/x"}],
+        "ips": [
+            {"address": "198.18.99.2/24", "interface": 1},
+            {"address": "198.18.98.2/24", "interface": 0},
+            {"address": "fd00:96::2/64"},  # no index: counts, as in the reference
+        ],
+    }
+    req = request("multinic-sbr", prevResult=prev)
+    assert req.config.prev_result is not None
+    found = sbr.addresses_of(req.config.prev_result, "net1")
+    assert [str(ip.address) for ip in found] == ["198.18.99.2/24", "fd00:96::2/64"]
