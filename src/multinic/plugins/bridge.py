@@ -248,6 +248,10 @@ def _add(
         promisc=True if conf.promisc else None,
     )
     _quietly(write_sysctl, host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
+    if br.mac:
+        # Pin the bridge's MAC: otherwise it takes its lowest port's, changing as pods
+        # come and go (and CHECK, which compares it with the result, would fail).
+        set_link(host, br, mac=br.mac)
     pair = create_pod_veth(host, pod, request.ifname, mtu=conf.mtu, mac=mac)
     undo.callback(_quietly, delete_link, host, pair.host.name, missing_ok=True)
     _attach_port(host, br, pair.host, conf)
@@ -368,10 +372,6 @@ def _ensure_address(host: Netns, link: Link, gateway: IPInterface, conf: BridgeC
                 )
             delete_address(host, link, present, missing_ok=True)
     add_address(host, link, gateway, nodad=True)
-    # Pin the bridge's MAC: otherwise it takes its lowest port's and changes as pods come and go.
-    current = get_link(host, link.ifindex)
-    if current.mac:
-        set_link(host, current, mac=current.mac)
 
 
 def _vlan_gateway(host: Netns, br: Link, conf: BridgeConf) -> Link:
