@@ -189,7 +189,8 @@ class Bridge:
     def delete(self, request: skel.Request) -> None:
         conf = load_conf(request)
         # As the reference: the pod's link first (its host veth goes with it), then IPAM.
-        delete_pod_link(request.netns, request.ifname)
+        if not _delete_host_end(request, conf):
+            delete_pod_link(request.netns, request.ifname)
         if conf.layer3:
             ipam_del(request)
         if conf.macspoofchk or (conf.layer3 and conf.ip_masq):
@@ -229,6 +230,33 @@ class Bridge:
         masq.gc_rules(Tag(network, "", ""), keep)
 
 
+def _delete_host_end(request: skel.Request, conf: BridgeConf) -> bool:
+    """Delete the pair from its host end named in prevResult; True if that was possible.
+
+    Runtimes pass the cached result on DEL: its host veth, still a port of our
+    bridge with its peer in another namespace, takes the pod's end along, and the
+    pod's namespace need not be entered (a thread and setns saved per DEL).
+    """
+    prev = request.config.prev_result
+    if prev is None:
+        return False
+    names = [i.name for i in prev.interfaces if not i.sandbox and i.name != conf.bridge]
+    with host_netns() as host:
+        br = find_link(host, conf.bridge)
+        for name in names:
+            port = find_link(host, name)
+            if (
+                br is not None
+                and port is not None
+                and port.kind == "veth"
+                and port.master == br.ifindex
+                and port.parent_netnsid is not None
+                and not name.startswith(f"{conf.bridge}.")  # the VLAN gateway is shared
+            ):
+                return delete_link(host, port, missing_ok=True)
+    return False
+
+
 # -- ADD ---------------------------------------------------------------------------------
 
 
@@ -248,9 +276,10 @@ def _add(
         promisc=True if conf.promisc else None,
     )
     _quietly(write_sysctl, host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
-    if br.mac:
+    if br.mac and not _mac_pinned(br.name):
         # Pin the bridge's MAC: otherwise it takes its lowest port's, changing as pods
-        # come and go (and CHECK, which compares it with the result, would fail).
+        # come and go (and CHECK, which compares it with the result, would fail). Once:
+        # each MAC change flushes the bridge's neighbour entries.
         set_link(host, br, mac=br.mac)
     pair = create_pod_veth(host, pod, request.ifname, mtu=conf.mtu, mac=mac)
     undo.callback(_quietly, delete_link, host, pair.host.name, missing_ok=True)
@@ -281,6 +310,15 @@ def _add(
     if conf.dns:
         result = result._replace(dns=conf.dns)
     return result
+
+
+def _mac_pinned(bridge: str) -> bool:
+    """True when the bridge's MAC was set explicitly (sysfs ``addr_assign_type`` 3)."""
+    try:
+        with open(f"/sys/class/net/{bridge}/addr_assign_type", encoding="ascii") as file:
+            return file.read().strip() == "3"
+    except OSError:
+        return False  # no sysfs for this namespace: pin it again, harmlessly
 
 
 def _attach_port(host: Netns, br: Link, port: Link, conf: BridgeConf) -> None:

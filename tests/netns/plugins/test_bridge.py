@@ -117,12 +117,13 @@ def test_add_check_del_in_process(stack: str, pod: str, bridge: str, ipam_dir: P
         assert ping(pod, gateway.split("/")[0])
 
     attachment.ok("CHECK")
-    attachment.ok("DEL")
+    attachment.ok("DEL", prevResult=result)  # as runtimes call it: from the host end
     assert lab.link_names(pod) == {"lo"}
     assert names[1] not in lab.link_names()
     assert bridge in lab.link_names()  # shared by the network's pods: DEL keeps it
     assert reservations(ipam_dir) == []
-    attachment.ok("DEL")  # idempotent
+    attachment.ok("DEL", prevResult=result)  # idempotent
+    attachment.ok("DEL")
 
 
 def test_two_pods_share_the_bridge_and_reach_each_other(
