@@ -25,16 +25,14 @@ sys.path.insert(0, str(REPO))
 from tests.e2e.podman.harness import IMAGE, PodmanHost, podman_host  # noqa: E402
 from tests.support.conflists import bridge_conflist  # noqa: E402
 
-from multinic.lab import netns as lab  # noqa: E402
-
 #: name -> (bridge plugin type, IPAM type, subnet); apart from the tests' ranges.
 STACKS = {
-    "reference bridge": ("bridge", "host-local", "198.18.64.0/24"),
-    "multinic-bridge": ("multinic-bridge", "host-local", "198.18.65.0/24"),
+    "reference bridge": ("bridge", "host-local", "198.18.164.0/24"),
+    "multinic-bridge": ("multinic-bridge", "host-local", "198.18.165.0/24"),
     "multinic-bridge + multinic-host-local": (
         "multinic-bridge",
         "multinic-host-local",
-        "198.18.66.0/24",
+        "198.18.166.0/24",
     ),
 }
 BASELINE = "reference bridge"
@@ -45,15 +43,11 @@ def network_for(host: PodmanHost, index: int, stack: str) -> str:
     """Write the conflist of one contender; returns the network's name."""
     bridge_type, ipam_type, subnet = STACKS[stack]
     name = f"mnbench-{index}"
-    conf = bridge_conflist(name, bridge_name(index), host.base / "ipam", subnet)
+    conf = bridge_conflist(name, f"mnbench{index}", host.base / "ipam", subnet)
     conf["plugins"][0]["type"] = bridge_type
     conf["plugins"][0]["ipam"]["type"] = ipam_type
     host.write_network(conf)
     return name
-
-
-def bridge_name(index: int) -> str:
-    return f"mnbench{index}"
 
 
 def run_seconds(host: PodmanHost, network: str) -> float:
@@ -103,12 +97,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     stacks = args.stack or list(STACKS)
-    try:
-        with podman_host() as host:
-            samples = measure(host, stacks, args.rounds)
-    finally:
-        for index in range(len(stacks)):
-            lab.delete_link(bridge_name(index))
+    # The harness's teardown also deletes the bridges of the conflists it holds.
+    with podman_host() as host:
+        samples = measure(host, stacks, args.rounds)
     report(samples, args.rounds)
 
 

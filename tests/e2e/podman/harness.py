@@ -20,11 +20,13 @@ the scratch path on their command line, and killed by pid.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -33,14 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multinic.lab import netns as lab
 from multinic.plugins.install import install_plugins
 
 #: Debian's containernetworking-plugins; podman searches it after our bin dir.
 REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
 BUSYBOX = Path("/bin/busybox")
 #: The applets the tests run inside the container.
-APPLETS = ("sh", "ip", "ping", "cat", "ls", "sleep", "true")
+APPLETS = ("sh", "ip", "ping", "cat", "ls", "readlink", "sleep", "true")
 IMAGE = "localhost/multinic-busybox:latest"
+SCRATCH_PREFIX = "multinic-podman-"
+LOCK_NAME = "\0multinic-podman-harness"
+#: In each scratch dir: who made it, so a later run can tell an orphan.
+OWNER = "owner.json"
 
 #: Machine paths podman or its tools create when missing; removed again if we made them.
 MACHINE_DIRS = (
@@ -199,18 +206,23 @@ def _build_rootfs(base: Path) -> Path:
     return tarball
 
 
-def _write_configs(base: Path, bin_dir: Path, network_dir: Path) -> dict[str, str]:
-    """containers.conf and storage.conf in ``base``; the environment that selects them."""
-    tmp = base / "tmp"
-    tmp.mkdir()
-    env = {
+def _environment(base: Path) -> dict[str, str]:
+    """The environment that points podman at the configs in ``base``."""
+    return {
         "PATH": PATH,
         "HOME": str(base),
         "CONTAINERS_CONF": str(base / "containers.conf"),
         "CONTAINERS_STORAGE_CONF": str(base / "storage.conf"),
         # Image import stages layers in TMPDIR (default /var/tmp).
-        "TMPDIR": str(tmp),
+        "TMPDIR": str(base / "tmp"),
     }
+
+
+def _write_configs(base: Path, bin_dir: Path, network_dir: Path) -> None:
+    """containers.conf and storage.conf in ``base``, as ``_environment`` names them."""
+    env = _environment(base)
+    tmp = Path(env["TMPDIR"])
+    tmp.mkdir()
     conmon_env = [f"{k}={v}" for k, v in env.items() if k != "HOME"]
     (base / "containers.conf").write_text(
         f"""[engine]
@@ -238,7 +250,6 @@ runroot = "{base / "runroot"}"
 """,
         encoding="utf-8",
     )
-    return env
 
 
 @contextlib.contextmanager
@@ -246,27 +257,99 @@ def podman_host() -> Iterator[PodmanHost]:
     """An isolated podman with our plugins installed and the busybox image imported.
 
     Everything it made is removed when the block ends, however it ends; a
-    cleanup step that fails is reported after all the others have run.
+    cleanup step that fails is reported after all the others have run. What an
+    earlier run killed before its teardown left behind is removed first.
     """
     if shutil.which("podman") is None or not BUSYBOX.exists():
         raise PodmanError("podman or busybox-static missing: run scripts/install-system-deps")
-    created = [d for d in MACHINE_DIRS if not d.exists()]
-    base = Path(tempfile.mkdtemp(prefix="multinic-podman-"))
-    host = PodmanHost(
-        base=base,
-        env={},
-        bin_dir=base / "bin",
-        network_dir=base / "net.d",
-        cgroup_parent=f"multinic-podman-{secrets.token_hex(4)}",
-    )
+    with _machine_lock():
+        reap_orphans()
+        created = [d for d in MACHINE_DIRS if not d.exists()]
+        base = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        host = _host_at(base, f"multinic-podman-{secrets.token_hex(4)}")
+        with _set_up(host, created):
+            yield host
+
+
+@contextlib.contextmanager
+def _machine_lock(patience: float = 900.0) -> Iterator[None]:
+    """One harness at a time on this machine.
+
+    Concurrent test runs (several ``make test`` at once) would otherwise share
+    the fixed subnets and /run/netns. The lock is an abstract Unix socket name:
+    the kernel frees it when its holder exits, however it exits.
+    """
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + patience
     try:
+        while True:
+            try:
+                lock.bind(LOCK_NAME)
+                break
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise PodmanError(f"cannot take the podman harness lock: {error}") from error
+                time.sleep(0.2)
+        yield
+    finally:
+        lock.close()
+
+
+@contextlib.contextmanager
+def _set_up(host: PodmanHost, created: list[Path]) -> Iterator[None]:
+    """Fill the scratch dir and import the image; tear it all down however the block ends."""
+    base = host.base
+    try:
+        (base / OWNER).write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "start": _process_start(os.getpid()),
+                    "cgroup_parent": host.cgroup_parent,
+                    "created": [str(d) for d in created],
+                }
+            ),
+            encoding="utf-8",
+        )
         host.network_dir.mkdir()
         install_plugins(str(host.bin_dir))
-        host.env = _write_configs(base, host.bin_dir, host.network_dir)
+        _write_configs(base, host.bin_dir, host.network_dir)
         host.podman("import", "--quiet", str(_build_rootfs(base)), IMAGE)
-        yield host
+        yield
     finally:
         _teardown(host, created)
+
+
+def _host_at(base: Path, cgroup_parent: str) -> PodmanHost:
+    return PodmanHost(
+        base=base,
+        env=_environment(base),
+        bin_dir=base / "bin",
+        network_dir=base / "net.d",
+        cgroup_parent=cgroup_parent,
+    )
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a live process (tells a reused pid from the original)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def reap_orphans() -> None:
+    """Tear down the scratch dirs of runs that died before their own teardown."""
+    for base in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            owner = json.loads((base / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # still being set up, or not ours
+        if _process_start(owner["pid"]) == owner["start"]:
+            continue  # its run is alive
+        with contextlib.suppress(PodmanError):
+            _teardown(_host_at(base, owner["cgroup_parent"]), [Path(d) for d in owner["created"]])
 
 
 def _teardown(host: PodmanHost, created: list[Path]) -> None:
@@ -292,12 +375,23 @@ def _teardown(host: PodmanHost, created: list[Path]) -> None:
             with contextlib.suppress(OSError):
                 sandbox.unlink()
     problems.extend(_remove_cgroups(host.cgroup_parent))
+    for bridge in _bridges_named_in(host.network_dir):
+        lab.delete_link(bridge)
     shutil.rmtree(host.base, ignore_errors=True)
     if host.base.exists():
         problems.append(f"could not remove {host.base}")
     _remove_created_dirs(created)
     if problems:
         raise PodmanError("podman teardown: " + "; ".join(problems))
+
+
+def _bridges_named_in(network_dir: Path) -> list[str]:
+    """The bridges of the conflists still in the network dir (their tests did not finish)."""
+    bridges = []
+    for path in network_dir.glob("*.conflist"):
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+            bridges.append(json.loads(path.read_text())["plugins"][0]["bridge"])
+    return bridges
 
 
 def _remove_cgroups(parent: str) -> list[str]:

@@ -9,6 +9,7 @@ libcni cache entry behind.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from pathlib import Path
@@ -29,12 +30,12 @@ from tests.e2e.podman.harness import (
 # (bridge type, IPAM type, subnet): ours in the main cases, the reference as the control.
 # RFC 2544 space, one /24 per case, apart from the other tests' 198.18.x ranges.
 STACKS = [
-    pytest.param("multinic-bridge", "host-local", "198.18.61.0/24", id="multinic-bridge"),
+    pytest.param("multinic-bridge", "host-local", "198.18.161.0/24", id="multinic-bridge"),
     pytest.param(
-        "multinic-bridge", "multinic-host-local", "198.18.62.0/24", id="multinic-bridge+ipam"
+        "multinic-bridge", "multinic-host-local", "198.18.162.0/24", id="multinic-bridge+ipam"
     ),
-    pytest.param("bridge", "multinic-host-local", "198.18.63.0/24", id="reference-bridge+ipam"),
-    pytest.param("bridge", "host-local", "198.18.60.0/24", id="reference-bridge"),
+    pytest.param("bridge", "multinic-host-local", "198.18.163.0/24", id="reference-bridge+ipam"),
+    pytest.param("bridge", "host-local", "198.18.160.0/24", id="reference-bridge"),
 ]
 
 INET = re.compile(r"\binet (\d+\.\d+\.\d+\.\d+/\d+)")
@@ -50,6 +51,15 @@ def eth0_address(ip_output: str) -> ipaddress.IPv4Interface:
 def podman_sandboxes() -> set[str]:
     """podman's network namespaces (``netns-<uuid>``; other tests name theirs differently)."""
     return {p.name for p in NETNS_DIR.glob("netns-*")}
+
+
+def mounted_namespaces() -> set[int]:
+    """Inodes of the namespaces mounted in /run/netns (by podman, ip netns, anyone)."""
+    inodes = set()
+    for path in NETNS_DIR.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+            inodes.add(path.stat().st_ino)
+    return inodes
 
 
 def assert_nothing_left(
@@ -105,6 +115,9 @@ def test_container_address_gateway_and_rm(
         ).strip()
     )
     assert sandbox.exists()
+    # What test_run_rm relies on: the namespace's inode is that of podman's mount of it.
+    inside = podman.podman("exec", container_id, "readlink", "/proc/self/ns/net").strip()
+    assert inside == f"net:[{sandbox.stat().st_ino}]"
 
     podman.podman("rm", "--force", "--time", "0", container_id)
     assert_nothing_left(podman, network, container_id, veths, sandbox)
@@ -115,11 +128,11 @@ def test_run_rm_pings_gateway_and_leaves_nothing(
     podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, ipam_type: str, subnet: str
 ) -> None:
     network = make_network(subnet, bridge_type, ipam_type)
-    sandboxes = podman_sandboxes()
-    # eth0's iflink is the ifindex of its host-side peer (ifindexes are not reused soon).
+    # eth0's iflink is the ifindex of its host-side peer (ifindexes are not reused soon);
+    # the namespace's inode tells whether podman's bind mount of it is still there.
     script = (
-        f"ip -o -4 addr show dev eth0 && cat /sys/class/net/eth0/iflink"
-        f" && ping -c 1 -W 5 {network.gateway}"
+        "ip -o -4 addr show dev eth0 && cat /sys/class/net/eth0/iflink"
+        f" && readlink /proc/self/ns/net && ping -c 1 -W 5 {network.gateway}"
     )
     out = podman.podman(
         "run", "--rm", *podman.container_flags(network.name), IMAGE, "sh", "-c", script
@@ -127,13 +140,15 @@ def test_run_rm_pings_gateway_and_leaves_nothing(
 
     assert eth0_address(out).network == network.subnet
     assert " 0% packet loss" in out, out
-    peer = int(out.splitlines()[1])
+    lines = out.splitlines()
+    peer = int(lines[1])
+    namespace = int(lines[2].removeprefix("net:[").removesuffix("]"))
     podman.settle()
     assert network.ports() == set()
     assert peer not in {link["ifindex"] for link in lab.ip_json("link", "show")}
     assert network.reservations() == {}
     assert not list(LIBCNI_CACHE.glob(f"{network.name}-*"))
-    assert podman_sandboxes() == sandboxes
+    assert namespace not in mounted_namespaces()
     assert podman.podman("ps", "-aq").split() == []
 
 
