@@ -27,8 +27,9 @@ from multinic.ipam.store import StoreError, StoreUnavailableError
 DEFAULT_TIMEOUT = 2.0
 
 #: gRPC status codes etcd answers when the cluster (not the request) is at fault:
-#: UNKNOWN (e.g. "leader changed"), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE.
-_TRANSIENT_GRPC_CODES = frozenset({2, 4, 8, 10, 14})
+#: CANCELLED (a member shutting down), UNKNOWN (e.g. "leader changed"),
+#: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED ("too many requests"), ABORTED, UNAVAILABLE.
+_TRANSIENT_GRPC_CODES = frozenset({1, 2, 4, 8, 10, 14})
 
 
 class KeyValue(NamedTuple):
