@@ -25,13 +25,19 @@ class Network:
     bridge: str
     subnet: ipaddress.IPv4Network
     data_dir: Path
+    subnet6: ipaddress.IPv6Network | None = None
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
         # The bridge plugins give the bridge the range's first address (isGateway).
         return self.subnet.network_address + 1
 
-    def reservations(self) -> dict[ipaddress.IPv4Address, str]:
+    @property
+    def gateway6(self) -> ipaddress.IPv6Address:
+        assert self.subnet6 is not None, "not a dual-stack network"
+        return self.subnet6.network_address + 1
+
+    def reservations(self) -> dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
         """host-local's reservations: address -> the container id in the file."""
         directory = self.data_dir / self.name
         if not directory.exists():
@@ -40,7 +46,7 @@ class Network:
         for entry in directory.iterdir():
             if entry.name == "lock" or entry.name.startswith("last_reserved_ip"):
                 continue
-            found[ipaddress.IPv4Address(entry.name)] = entry.read_text().splitlines()[0]
+            found[ipaddress.ip_address(entry.name)] = entry.read_text().splitlines()[0]
         return found
 
     def ports(self) -> set[str]:
@@ -51,10 +57,10 @@ class Network:
 MakeNetwork = Callable[..., Network]
 
 
-def host_addresses() -> list[ipaddress.IPv4Address]:
+def host_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return [
-        ipaddress.IPv4Address(a["local"])
-        for link in lab.ip_json("-4", "addr", "show")
+        ipaddress.ip_address(a["local"])
+        for link in lab.ip_json("addr", "show")
         for a in link.get("addr_info", [])
     ]
 
@@ -78,25 +84,29 @@ def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
         subnet: str,
         bridge_type: str = "bridge",
         ipam_type: str = "host-local",
+        subnet6: str | None = None,
         **ipam_range: str,
     ) -> Network:
-        in_use = [a for a in host_addresses() if a in ipaddress.IPv4Network(subnet)]
+        """A network on ``subnet`` (and ``subnet6``); ``ipam_range`` narrows the IPv4 range."""
+        subnets = [ipaddress.ip_network(s) for s in (subnet, subnet6) if s]
+        in_use = [a for a in host_addresses() for net in subnets if a in net]
         if in_use:
             # A second route into the subnet would steal the container's replies.
-            pytest.fail(f"{subnet} is already on a host link ({in_use}): a leaked bridge?")
+            pytest.fail(f"{subnets} already on a host link ({in_use}): a leaked bridge?")
         token = secrets.token_hex(4)
         network = Network(
             name=f"mnpm-{token}",
             bridge=f"mnpm{token}",
             subnet=ipaddress.IPv4Network(subnet),
             data_dir=podman.base / "ipam" / token,
+            subnet6=ipaddress.IPv6Network(subnet6) if subnet6 else None,
         )
-        conf = bridge_conflist(network.name, network.bridge, network.data_dir, subnet)
+        conf = bridge_conflist(network.name, network.bridge, network.data_dir, *subnets)
         bridge = conf["plugins"][0]
         bridge["type"] = bridge_type
         bridge["ipam"]["type"] = ipam_type
         bridge["ipam"]["ranges"][0][0].update(ipam_range)
-        bridge["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}]
+        bridge["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}] + ([{"dst": "::/0"}] if subnet6 else [])
         made.append(network)
         podman.write_network(conf)
         return network

@@ -180,3 +180,45 @@ def test_failed_add_leaves_nothing(
     ]
     assert podman.podman("ps", "-aq", "--no-trunc").split() == [first]
     podman.podman("rm", "--force", "--time", "0", first)
+
+
+# Dual-stack: the reference bridge as the control.
+DUAL_STACKS = [
+    pytest.param("multinic-bridge", "198.18.167.0/24", "2001:db8:167::/64", id="multinic-bridge"),
+    pytest.param("bridge", "198.18.168.0/24", "2001:db8:168::/64", id="reference-bridge"),
+]
+INET6 = re.compile(r"\binet6 ([0-9a-f:]+/\d+) scope global")
+
+
+@pytest.mark.parametrize(("bridge_type", "subnet", "subnet6"), DUAL_STACKS)
+def test_dual_stack_container_pings_both_gateways(
+    podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, subnet: str, subnet6: str
+) -> None:
+    network = make_network(subnet, bridge_type, "host-local", subnet6=subnet6)
+    container_id = podman.podman(
+        "run", "--detach", *podman.container_flags(network.name), IMAGE, "sleep", "600"
+    ).strip()
+
+    shown = podman.podman("exec", container_id, "ip", "-o", "addr", "show", "dev", "eth0")
+    address = eth0_address(shown)
+    addresses6 = [ipaddress.IPv6Interface(a) for a in INET6.findall(shown)]
+    assert address.network == network.subnet
+    assert [a.network for a in addresses6] == [network.subnet6], shown
+    routes6 = podman.podman("exec", container_id, "ip", "-6", "route", "show", "default")
+    assert f"via {network.gateway6}" in routes6
+    for gateway in (network.gateway, network.gateway6):
+        # The bridge's own IPv6 address may still be tentative (DAD) for a moment: -W waits.
+        ping = podman.podman(
+            "exec", container_id, "ping", "-c", "1", "-W", "5", str(gateway), check=False
+        )
+        assert " 0% packet loss" in ping, ping
+    assert network.reservations() == {address.ip: container_id, addresses6[0].ip: container_id}
+    veths = network.ports()
+    sandbox = Path(
+        podman.podman(
+            "inspect", "--format", "{{.NetworkSettings.SandboxKey}}", container_id
+        ).strip()
+    )
+
+    podman.podman("rm", "--force", "--time", "0", container_id)
+    assert_nothing_left(podman, network, container_id, veths, sandbox)
