@@ -287,10 +287,10 @@ def _add(
     # Up at once: the bridge enables the port asynchronously once it has carrier, and
     # it should be forwarding by the time the addresses are announced.
     set_up(pod, pair.pod)
-    tag = _tag(request)
     if conf.macspoofchk:
         from multinic.plugins import masq  # only configs asking for it pay for its import
 
+        tag = _tag(request)
         masq.setup_spoofcheck(pair.host.name, pair.pod.mac or "", tag)
         undo.callback(_quietly, masq.teardown_spoofcheck, tag)
     interfaces = (

@@ -115,3 +115,18 @@ def test_masquerade_rule_excludes_the_subnet_and_multicast() -> None:
     assert "ip saddr 198.18.64.5 ip daddr != { 198.18.64.0/24, 224.0.0.0/4 } masquerade" in rule
     six = masq_rule(ip_interface("fd00:64::5/64"), Tag("n", "c", "eth0"))
     assert "ip6 saddr fd00:64::5 ip6 daddr != { fd00:64::/64, ff00::/8 } masquerade" in six
+
+
+def test_nftables_code_is_loaded_only_by_configs_that_use_it() -> None:
+    # Structural, not timing: most networks use neither ipMasq nor macspoofchk.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import multinic.plugins.bridge, multinic.plugins.ptp; "
+        "print(sorted(m for m in sys.modules if m.endswith(('.masq', '.nftables'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
