@@ -12,7 +12,6 @@ Lean on purpose: the etcd client is imported only when the config names etcd.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,14 +31,13 @@ from multinic.cni.types import DNS, IPConfig, Result, Route
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.ipam import blocks
 from multinic.ipam.allocator import AddressUnavailableError
+from multinic.ipam.netconf import parse_dns, parse_routes, plain_address, requested_ips
 from multinic.ipam.ranges import (
     IPAddress,
     IPRange,
     RangeConfigError,
     RangeSet,
     check_no_overlap,
-    parse_address,
-    parse_subnet,
     parse_whereabouts_range,
 )
 from multinic.ipam.store import Store, StoreError, StoreUnavailableError, deadline_after
@@ -109,8 +107,8 @@ def parse_config(raw: Mapping[str, Any], network: str) -> IPAMConfig:
             blocks.Pool(namespace, r, max(prefixes[r.version], r.subnet.prefixlen), protect)
             for r in ranges
         ),
-        routes=_routes(raw.get("routes"), f"{where}.routes"),
-        dns=_dns(raw.get("dns"), f"{where}.dns"),
+        routes=parse_routes(raw.get("routes"), f"{where}.routes"),
+        dns=parse_dns(raw.get("dns"), f"{where}.dns"),
         store=_store(raw, where),
     )
 
@@ -254,68 +252,12 @@ def _boolean(raw: Mapping[str, Any], key: str, where: str, default: bool) -> boo
     return value
 
 
-def _routes(raw: object, where: str) -> tuple[Route, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where} must be a list")
-    out = []
-    for n, item in enumerate(raw):
-        at = f"{where}[{n}]"
-        if not isinstance(item, dict) or not isinstance(item.get("dst"), str):
-            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at} needs a 'dst' CIDR")
-        gw = item.get("gw")
-        if gw is not None and not isinstance(gw, str):
-            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.gw must be a string")
-        out.append(
-            Route(
-                parse_subnet(item["dst"], f"{at}.dst"),
-                None if not gw else parse_address(gw, f"{at}.gw"),
-            )
-        )
-    return tuple(out)
-
-
-def _dns(raw: object, where: str) -> DNS:
-    if raw is None:
-        return DNS()
-    if not isinstance(raw, dict):
-        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where} must be an object")
-
-    def strings(key: str) -> tuple[str, ...]:
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must be a list of strings")
-        return tuple(value)
-
-    domain = raw.get("domain", "")
-    if not isinstance(domain, str):
-        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.domain must be a string")
-    return DNS(strings("nameservers"), domain, strings("search"), strings("options"))
-
-
 # --- requested addresses ------------------------------------------------------------
 
 
 def requested_addresses(request: skel.Request) -> list[IPAddress]:
-    """Addresses asked for by the ``ips`` capability or ``IP=`` in CNI_ARGS."""
-    out: list[IPAddress] = []
-    ips = request.config.runtime_config.get("ips")
-    if ips is not None:
-        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
-            raise InvalidConfigError(f"{PLUGIN_TYPE}: runtimeConfig.ips must be a list of strings")
-        out += [_requested(text, "runtimeConfig.ips") for text in ips]
-    for key, value in request.args:
-        if key == "IP":
-            out += [_requested(text, "CNI_ARGS IP") for text in value.split(",") if text]
-    return out
-
-
-def _requested(text: str, where: str) -> IPAddress:
-    try:
-        return ipaddress.ip_interface(text.strip()).ip
-    except ValueError as exc:
-        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}: {text!r} is not an IP address") from exc
+    """Addresses asked for by ``IP=`` in CNI_ARGS, ``args.cni.ips`` or the ``ips`` capability."""
+    return [plain_address(ip) for ip in requested_ips(request.config, request.args)]
 
 
 def match_requested(

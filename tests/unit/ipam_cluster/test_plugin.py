@@ -117,7 +117,7 @@ def test_overlapping_ranges_switch() -> None:
         ({"range": "10.0.0.0/24", "node_slice_size": "/x"}, "node_slice_size"),
         ({"range": "10.0.0.0/24", "enable_overlapping_ranges": "yes"}, "true or false"),
         ({"range": "10.0.0.0/24", "routes": [{"gw": "10.0.0.1"}]}, "dst"),
-        ({"range": "10.0.0.0/24", "dns": {"nameservers": "1.1.1.1"}}, "list of strings"),
+        ({"range": "10.0.0.0/24", "dns": {"nameservers": "1.1.1.1"}}, "must be strings"),
         ({"range": "10.0.0.0/24", "network_name": "a/b"}, "network_name"),
         ({"range": "10.0.0.0/24", "node_name": "bad name"}, "node name"),
         ({"range": "10.0.0.0/24", "datastore": "etcd"}, "etcd_host"),
@@ -186,6 +186,9 @@ def test_requested_addresses_by_capability_and_by_cni_args(tmp_path: Path) -> No
     status, result = run("ADD", base, cid="arg", args="IgnoreUnknown=1;IP=10.32.0.60,fd32::60")
     assert status == 0
     assert [ip["address"] for ip in result["ips"]] == ["10.32.0.60/24", "fd32::60/64"]
+    with_args = {**base, "args": {"cni": {"ips": ["10.32.0.70"]}}}
+    status, result = run("ADD", with_args, cid="conv")
+    assert status == 0 and result["ips"][0]["address"] == "10.32.0.70/24"
 
 
 @pytest.mark.parametrize(
@@ -204,7 +207,7 @@ def test_refused_requested_addresses_leave_nothing_behind(
     assert run("ADD", config, cid="holder", args="IP=10.33.0.50")[0] == 0
     before = rows(tmp_path)
     status, error = run("ADD", config, cid="refused", args=args)
-    assert status == 1 and match in error["msg"]
+    assert status == 1 and match in f"{error['msg']}: {error.get('details', '')}"
     assert rows(tmp_path) == before
 
 
