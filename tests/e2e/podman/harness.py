@@ -238,6 +238,7 @@ volume_path = "{base / "volumes"}"
 network_backend = "cni"
 cni_plugin_dirs = ["{bin_dir}", "{REFERENCE_PLUGIN_DIR}"]
 network_config_dir = "{network_dir}"
+# podman's own default network; the tests never use it, but keep it in test space.
 default_subnet = "198.18.255.0/24"
 """,
         encoding="utf-8",

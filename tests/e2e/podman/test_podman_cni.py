@@ -3,8 +3,9 @@
 Each case is one conflist: a bridge plugin with host-local IPAM, the reference
 executables or ours. The container must get an address from the network's range,
 reach its gateway (the bridge, on the host side), and after ``podman rm`` leave
-no port on the bridge, no veth on the host, no host-local reservation and no
-libcni cache entry behind.
+no port on the bridge, no veth on the host, no host-local reservation, no
+libcni cache entry and no network namespace behind. An ADD that fails (IPAM
+exhausted) must leave nothing either; a dual-stack case covers IPv6.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def eth0_address(ip_output: str) -> ipaddress.IPv4Interface:
 
 
 def podman_sandboxes() -> set[str]:
-    """podman's network namespaces (``netns-<uuid>``; other tests name theirs differently)."""
+    """podman's network namespaces, ``netns-<uuid>`` (other tests name theirs differently).
+
+    Only one podman harness runs on the machine at a time, so new ones are ours.
+    """
     return {p.name for p in NETNS_DIR.glob("netns-*")}
 
 
@@ -156,8 +160,8 @@ def test_run_rm_pings_gateway_and_leaves_nothing(
 def test_failed_add_leaves_nothing(
     podman: PodmanHost, make_network: MakeNetwork, bridge_type: str, ipam_type: str, subnet: str
 ) -> None:
-    # A range of one address: the second container's IPAM must fail, after the
-    # bridge plugin has already made its veth; the runtime's ADD must roll back.
+    # A range of one address: the second container's IPAM fails (the reference
+    # bridge has made its veth by then); nothing of that attempt may remain.
     only = str(ipaddress.IPv4Network(subnet).network_address + 10)
     network = make_network(subnet, bridge_type, ipam_type, rangeStart=only, rangeEnd=only)
     first = podman.podman(
