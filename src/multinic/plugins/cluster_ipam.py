@@ -164,14 +164,16 @@ def _block_prefixes(raw: Mapping[str, Any], where: str) -> dict[int, int]:
                 f"{PLUGIN_TYPE}: {where}.{key} must be a prefix length 1-{high}, not {value!r}"
             )
         out[version] = value
-    # Whereabouts' node_slice_size ("/28" or "28") is the same idea: a slice per node.
+    # Whereabouts' node_slice_size ("/28" or "28") is the same idea: a slice per node,
+    # as a prefix length of the range's own family.
     size = raw.get("node_slice_size")
     if size is not None:
         text = str(size).lstrip("/")
         if not text.isdigit() or not 0 < int(text) <= 128:
             raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.node_slice_size {size!r} is invalid")
-        out[4] = min(int(text), 32)
-        out[6] = int(text) if int(text) > 32 else out[6]
+        if int(text) <= 32:
+            out[4] = int(text)
+        out[6] = int(text)
     return out
 
 
