@@ -18,7 +18,7 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from multinic.plugins.bridge import PLUGIN
 from multinic.plugins.install import install_plugins
-from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN
+from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN, gc_rules
 from multinic.plugins.nftables import Tag, list_rules
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.plugins import inprocess
@@ -74,6 +74,13 @@ def bridge(host_links: list[str]) -> str:
     name = unique("mnbr")
     host_links.append(name)  # the bridge is shared and outlives DEL: the test removes it
     return name
+
+
+@pytest.fixture(autouse=True)
+def no_rules_left() -> Iterator[None]:
+    """Rules a test leaves in the multinic tables for its network go, even on failure."""
+    yield
+    gc_rules(Tag("br-net", "", ""), keep=set())
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from multinic.cni.config import parse_network_config_list
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from multinic.plugins.install import install_plugins
-from multinic.plugins.masq import MASQ_CHAIN
+from multinic.plugins.masq import MASQ_CHAIN, gc_rules
 from multinic.plugins.nftables import Tag, list_rules
 from multinic.plugins.ptp import PLUGIN
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
@@ -61,6 +61,13 @@ def host_ends_of(pod: str) -> set[str]:
         return set()
     links = lab.ip_json("link", "show", "type", "veth")
     return {n["ifname"] for n in links if n.get("link_netnsid") == nsid}
+
+
+@pytest.fixture(autouse=True)
+def no_rules_left() -> Iterator[None]:
+    """Rules a test leaves in the multinic tables for its network go, even on failure."""
+    yield
+    gc_rules(Tag(NETWORK, "", ""), keep=set())
 
 
 @pytest.fixture
