@@ -212,6 +212,17 @@ def test_mtu_hairpin_and_mac(pod: str, bridge: str, ipam_dir: Path) -> None:
     attachment.ok("DEL")
 
 
+def test_enabledad_waits_for_duplicate_address_detection(
+    pod: str, bridge: str, ipam_dir: Path
+) -> None:
+    attachment = Pod(pod, bridge_conf(bridge, ipam_dir, "fd00:64:70::/64", enabledad=True))
+    attachment.add()
+    shown = lab.ip_json("-6", "addr", "show", "eth0", netns=pod)[0]["addr_info"]
+    (mine,) = [a for a in shown if a["local"] == "fd00:64:70::2"]
+    assert not mine.get("nodad") and not mine.get("tentative")  # DAD ran, and passed
+    attachment.ok("DEL")
+
+
 def test_promisc_mode_on_the_bridge(pod: str, bridge: str, ipam_dir: Path) -> None:
     attachment = Pod(pod, bridge_conf(bridge, ipam_dir, "198.18.70.0/24", promiscMode=True))
     attachment.add()
