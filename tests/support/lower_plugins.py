@@ -1,17 +1,62 @@
 """Driving macvlan/ipvlan/vlan/host-device plugins in tests: in-process and observed with ip.
 
 Shared by tests/netns/plugins (this host) and tests/guest_kernel (the QEMU guest).
+
+On this host the plugins' "host" side is a scratch namespace standing in for the
+node (:func:`scratch_node`): the plugin runs in a thread that entered it, so its
+masters and devices never sit in the real host's namespace, where other test
+runs on the machine watch for (and remove) links they did not make. In the
+guest, a VM of its own, the guest's namespace is the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from multinic.cni import skel
+from multinic.dataplane import Netns, open_netns, run_in_netns
 from multinic.lab import netns as lab
-from tests.netns.conftest import REFERENCE_PLUGIN_DIR
+from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
+
+T = TypeVar("T")
+
+
+class Node(NamedTuple):
+    """A namespace standing in for the node: its name for ``ip -n`` and our handle."""
+
+    name: str
+    ns: Netns
+
+
+#: The node the plugin calls below run in (None: the calling thread's namespace).
+ACTIVE_NODE: list[Node] = []
+
+
+@contextlib.contextmanager
+def scratch_node() -> Iterator[Node]:
+    """A node namespace that plugin calls run in until the block ends."""
+    name = unique("mnt-node-")
+    with lab.scratch_netns(name) as path, open_netns(str(path)) as ns:
+        node = Node(name, ns)
+        ACTIVE_NODE.append(node)
+        try:
+            yield node
+        finally:
+            ACTIVE_NODE.remove(node)
+
+
+def on_node(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in the active node's namespace (a thread that entered it), if any."""
+    return run_in_netns(ACTIVE_NODE[-1].ns, fn) if ACTIVE_NODE else fn()
+
+
+def node_name() -> str | None:
+    """The active node's name for ``ip -n`` (None: this namespace)."""
+    return ACTIVE_NODE[-1].name if ACTIVE_NODE else None
 
 V4 = "v4"
 V6 = "v6"
@@ -67,7 +112,7 @@ def call(
         "CNI_PATH": str(REFERENCE_PLUGIN_DIR),
         "CNI_ARGS": args,
     }
-    status, out = skel.run(plugin, env, json.dumps(config).encode())
+    status, out = on_node(lambda: skel.run(plugin, env, json.dumps(config).encode()))
     return status, json.loads(out) if out.strip() else None
 
 

@@ -1,10 +1,14 @@
 """multinic-host-device in real namespaces: a veth end stands in for the host's device.
 
+The plugin's host side is a scratch "node" namespace (tests.support.lower_plugins),
+where the device lives; "the host" below means that namespace.
+
 Addresses from 198.18.92.0/24 and fd00:80:92::/64 (the macvlan block, 198.18.80.0/20).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,17 @@ from tests.support.lower_plugins import (
     DUAL,
     V4,
     V6,
+    Node,
     call,
     conf,
     host_local,
     link,
+    node_name,
     ok,
+    on_node,
     pod_links,
     reservations,
+    scratch_node,
     with_prev,
 )
 
@@ -37,14 +45,26 @@ TYPE = "multinic-host-device"
 MTU = 1450
 
 
+@pytest.fixture(autouse=True)
+def node() -> Iterator[Node]:
+    with scratch_node() as node:
+        yield node
+
+
 @pytest.fixture
-def device(host_links: list[str]) -> str:
+def device(node: Node) -> str:
     name = unique("mnhd")
-    host_links.extend([name, f"{name}p"])
-    lab.ip("link", "add", name, "mtu", str(MTU), "type", "veth", "peer", "name", f"{name}p")
-    lab.ip("link", "set", name, "up")
-    lab.ip("link", "set", f"{name}p", "up")
+    lab.ip(
+        "link", "add", name, "mtu", str(MTU), "type", "veth", "peer", "name", f"{name}p",
+        netns=node.name,
+    )  # fmt: skip
+    lab.ip("link", "set", name, "up", netns=node.name)
+    lab.ip("link", "set", f"{name}p", "up", netns=node.name)
     return name
+
+
+def node_links() -> set[str]:
+    return lab.link_names(node_name())
 
 
 def network(tmp_path: Path, stack: str = V4, **fields: Any) -> dict[str, Any]:
@@ -56,8 +76,8 @@ def held(tmp_path: Path) -> set[str]:
 
 
 def on_host(name: str) -> dict[str, Any]:
-    """The device on the host, as `ip -d -j link` shows it."""
-    return link(None, name)
+    """The device on the host (the node), as `ip -d -j link` shows it."""
+    return link(node_name(), name)
 
 
 def state(name: str) -> tuple[Any, ...]:
@@ -79,7 +99,7 @@ def test_add_check_del_del(pod: str, device: str, tmp_path: Path, stack: str) ->
     mac = on_host(device)["address"]
     config = network(tmp_path, stack, device=device)
     result = ok(PLUGIN, "ADD", config, pod)
-    assert device not in lab.link_names()
+    assert device not in node_links()
     seen = link(pod, "net1")
     assert (seen["address"], seen["mtu"], seen["ifalias"]) == (mac, MTU, device)
     assert "UP" in seen["flags"]
@@ -119,10 +139,10 @@ def test_device_the_kernel_already_returned_is_renamed_back(device: str, tmp_pat
         config = network(tmp_path, DUAL, device=device)
         result = ok(PLUGIN, "ADD", config, pod)
         lab.ip("link", "set", "net1", "mtu", "1300", netns=pod)
-        lab.ip("link", "set", "net1", "netns", "1", netns=pod)
+        lab.ip("link", "set", "net1", "netns", node_name() or "1", netns=pod)
     assert on_host("net1")["ifalias"] == device
     ok(PLUGIN, "DEL", with_prev(config, result), None, netns=str(lab.netns_path(pod)))
-    assert "net1" not in lab.link_names()
+    assert "net1" not in node_links()
     assert_back_on_host(device, None, up=False)
     assert held(tmp_path) == set()
     ok(PLUGIN, "DEL", with_prev(config, result), None, netns="")
@@ -134,10 +154,10 @@ def test_gc_renames_a_returned_device_and_releases_addresses(
 ) -> None:
     config = network(tmp_path, V4, device=device)
     ok(PLUGIN, "ADD", config, pod, cid="gone")
-    lab.ip("link", "set", "net1", "netns", "1", netns=pod)
-    lab.ip("link", "set", "net1", "name", "dev77")  # as the kernel names a clash
+    lab.ip("link", "set", "net1", "netns", node_name() or "1", netns=pod)
+    lab.ip("link", "set", "net1", "name", "dev77", netns=node_name())  # as the kernel names a clash
     ok(PLUGIN, "GC", {**config, "cni.dev/valid-attachments": []}, None)
-    assert "dev77" not in lab.link_names()
+    assert "dev77" not in node_links()
     assert_back_on_host(device, pod, up=False)
     assert held(tmp_path) == set()
 
@@ -185,11 +205,11 @@ def test_bad_config(pod: str, tmp_path: Path, fields: dict[str, Any], message: s
 def test_del_waits_when_the_original_name_is_taken(pod: str, device: str, tmp_path: Path) -> None:
     config = network(tmp_path, device=device)
     result = ok(PLUGIN, "ADD", config, pod)
-    lab.ip("link", "add", device, "type", "bridge")  # someone took the name meanwhile
+    lab.ip("link", "add", device, "type", "bridge", netns=node_name())  # someone took the name
     status, err = call(PLUGIN, "DEL", with_prev(config, result), pod)
     assert status == 1 and device in err["details"]
     assert "net1" in pod_links(pod) and held(tmp_path) != set()  # nothing lost: DEL can retry
-    lab.ip("link", "delete", device)
+    lab.ip("link", "delete", device, netns=node_name())
     ok(PLUGIN, "DEL", with_prev(config, result), pod)
     assert_back_on_host(device, pod, up=False)
     assert held(tmp_path) == set()
@@ -229,15 +249,16 @@ def test_executable_through_the_runtime(
     plugin = {"type": TYPE, "device": device, "ipam": ipam}
     net = parse_network_config_list({"cniVersion": version, "name": "hdnet", "plugins": [plugin]})
     rt = RuntimeConf("cid-exe", str(lab.netns_path(pod)), "net1")
-    result = runtime.add(net, rt)
+    # The runtime spawns the plugins from a thread in the node's namespace.
+    result = on_node(lambda: runtime.add(net, rt))
     assert {str(ip.address) for ip in result.ips} == set(lab.addresses("net1", pod))
     assert link(pod, "net1")["ifalias"] == device
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
     lab.ip("addr", "flush", "dev", "net1", netns=pod)
     with pytest.raises(CNIError, match="is missing"):
-        runtime.check(net, rt)
-    runtime.delete(net, rt)
-    runtime.delete(net, rt)
+        on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
     assert_back_on_host(device, pod, up=False)
     assert held(tmp_path) == set()
 
@@ -260,7 +281,7 @@ def test_del_of_a_virtual_device_destroyed_with_its_pod(device: str, tmp_path: P
     with lab.scratch_netns(pod):
         config = network(tmp_path, DUAL, device=device)
         result = ok(PLUGIN, "ADD", config, pod)
-    assert device not in lab.link_names()
+    assert device not in node_links()
     ok(PLUGIN, "DEL", with_prev(config, result), None, netns=str(lab.netns_path(pod)))
     ok(PLUGIN, "DEL", with_prev(config, result), None, netns=str(lab.netns_path(pod)))
     assert held(tmp_path) == set()

@@ -1,7 +1,8 @@
 """multinic-macvlan in real namespaces: verbs, modes, MTU/MAC, rollback, STATUS, GC, runtime.
 
-The master is a veth pair the test makes on the host (both ends up, so the
-macvlans have carrier); addresses come from 198.18.80.0/20 and fd00:80::/48.
+The plugin's host side is a scratch "node" namespace (tests.support.lower_plugins);
+the master is a veth pair the test makes there (both ends up, so the macvlans have
+carrier); addresses come from 198.18.80.0/20 and fd00:80::/48.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ from tests.support.lower_plugins import (
     DUAL,
     V4,
     V6,
+    Node,
     address_only,
     call,
     conf,
     host_local,
     kind_of,
+    node_name,
     ok,
+    on_node,
     ping,
     pod_links,
     reservations,
+    scratch_node,
     with_prev,
 )
 
@@ -45,14 +50,24 @@ V6_NET = "fd00:80::/64"
 TYPE = "multinic-macvlan"
 
 
+@pytest.fixture(autouse=True)
+def node() -> Iterator[Node]:
+    with scratch_node() as node:
+        yield node
+
+
 @pytest.fixture
-def master(host_links: list[str]) -> str:
+def master(node: Node) -> str:
     name = unique("mnmv")
-    host_links.append(name)
-    lab.ip("link", "add", name, "type", "veth", "peer", "name", f"{name}p")
-    lab.ip("link", "set", name, "up")
-    lab.ip("link", "set", f"{name}p", "up")
+    lab.ip("link", "add", name, "type", "veth", "peer", "name", f"{name}p", netns=node.name)
+    lab.ip("link", "set", name, "up", netns=node.name)
+    lab.ip("link", "set", f"{name}p", "up", netns=node.name)
     return name
+
+
+def node_links() -> set[str]:
+    """The node's links other than loopback and the master pair."""
+    return {n for n in lab.link_names(node_name()) if n != "lo" and not n.startswith("mnmv")}
 
 
 def network(tmp_path: Path, master: str, stack: str = V4, **fields: Any) -> dict[str, Any]:
@@ -62,6 +77,7 @@ def network(tmp_path: Path, master: str, stack: str = V4, **fields: Any) -> dict
 
 def assert_nothing_left(pod: str, tmp_path: Path) -> None:
     assert pod_links(pod) == {"lo"}
+    assert node_links() == set()
     assert reservations(tmp_path / "ipam", "mvnet") == set()
 
 
@@ -74,7 +90,7 @@ def test_add_check_del_del(pod: str, master: str, tmp_path: Path, stack: str) ->
     kind, data = kind_of(pod, "net1")
     assert (kind, data["mode"]) == ("macvlan", "bridge")
     seen = lab.ip_json("-d", "link", "show", "net1", netns=pod)[0]
-    assert seen["address"] == iface["mac"] and seen["link_netnsid"] == 0  # master on the host
+    assert seen["address"] == iface["mac"] and "link_netnsid" in seen  # master on the node
     assert iface["mtu"] == seen["mtu"] == 1500
     wanted = {ip["address"] for ip in result["ips"]}
     assert {ipaddress.ip_interface(a).version for a in wanted} == (
@@ -209,12 +225,12 @@ def test_ipam_failing_leaves_nothing(pod: str, master: str, tmp_path: Path) -> N
     assert_nothing_left(pod, tmp_path)
 
 
-def test_address_already_in_use_leaves_nothing(pod: str, master: str, tmp_path: Path) -> None:
+def test_address_already_in_use_leaves_nothing(
+    pod: str, pod2: str, master: str, tmp_path: Path
+) -> None:
     config = network(tmp_path, master)
-    ok(PLUGIN, "ADD", config, None, cid="holder", netns="/proc/self/ns/net", ifname="mnmvheld0")
+    ok(PLUGIN, "ADD", config, pod2, cid="holder")
     held = reservations(tmp_path / "ipam", "mvnet")
-    # The host-side link the holder's ADD made is not part of this test: remove it.
-    lab.delete_link("mnmvheld0")
     [address] = held
     status, err = call(PLUGIN, "ADD", config, pod, cid="second", args=f"IP={address}")
     assert status == 1 and address in json.dumps(err)
@@ -371,14 +387,15 @@ def test_executable_through_the_runtime(
     rt = RuntimeConf(
         "cid-exe", str(lab.netns_path(pod)), "net1", capability_args={"mac": "02:00:00:80:00:09"}
     )
-    result = runtime.add(net, rt)
+    # The runtime spawns the plugins from a thread in the node's namespace.
+    result = on_node(lambda: runtime.add(net, rt))
     assert lab.ip_json("link", "show", "net1", netns=pod)[0]["address"] == "02:00:00:80:00:09"
     assert {str(ip.address) for ip in result.ips} == set(lab.addresses("net1", pod))
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
     lab.ip("link", "set", "net1", "down", netns=pod)
     lab.ip("addr", "flush", "dev", "net1", netns=pod)
     with pytest.raises(CNIError, match="is missing"):
-        runtime.check(net, rt)
-    runtime.delete(net, rt)
-    runtime.delete(net, rt)
+        on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
     assert_nothing_left(pod, tmp_path)
