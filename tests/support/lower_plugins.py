@@ -58,6 +58,7 @@ def node_name() -> str | None:
     """The active node's name for ``ip -n`` (None: this namespace)."""
     return ACTIVE_NODE[-1].name if ACTIVE_NODE else None
 
+
 V4 = "v4"
 V6 = "v6"
 DUAL = "dual"
