@@ -25,6 +25,8 @@ class Network:
     bridge: str
     subnet: ipaddress.IPv4Network
     data_dir: Path
+    #: The namespace podman runs in, where the bridge is.
+    node: str
     subnet6: ipaddress.IPv6Network | None = None
 
     @property
@@ -51,16 +53,23 @@ class Network:
 
     def ports(self) -> set[str]:
         """Links enslaved to the bridge: the host ends of the containers' veths."""
-        return {link["ifname"] for link in lab.ip_json("link", "show", "master", self.bridge)}
+        return {
+            link["ifname"]
+            for link in lab.ip_json("link", "show", "master", self.bridge, netns=self.node)
+        }
+
+    def links(self) -> list[dict[str, Any]]:
+        """The links of the node namespace (``ip -j link``)."""
+        return lab.ip_json("link", "show", netns=self.node)
 
 
 MakeNetwork = Callable[..., Network]
 
 
-def host_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def node_addresses(node: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return [
         ipaddress.ip_address(a["local"])
-        for link in lab.ip_json("addr", "show")
+        for link in lab.ip_json("addr", "show", netns=node)
         for a in link.get("addr_info", [])
     ]
 
@@ -89,16 +98,17 @@ def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
     ) -> Network:
         """A network on ``subnet`` (and ``subnet6``); ``ipam_range`` narrows the IPv4 range."""
         subnets = [ipaddress.ip_network(s) for s in (subnet, subnet6) if s]
-        in_use = [a for a in host_addresses() for net in subnets if a in net]
+        in_use = [a for a in node_addresses(podman.node) for net in subnets if a in net]
         if in_use:
             # A second route into the subnet would steal the container's replies.
-            pytest.fail(f"{subnets} already on a host link ({in_use}): a leaked bridge?")
+            pytest.fail(f"{subnets} already on a node link ({in_use}): a leaked bridge?")
         token = secrets.token_hex(4)
         network = Network(
             name=f"mnpm-{token}",
             bridge=f"mnpm{token}",
             subnet=ipaddress.IPv4Network(subnet),
             data_dir=podman.base / "ipam" / token,
+            node=podman.node,
             subnet6=ipaddress.IPv6Network(subnet6) if subnet6 else None,
         )
         conf = bridge_conflist(network.name, network.bridge, network.data_dir, *subnets)
@@ -117,9 +127,10 @@ def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
         if attached.split():
             podman.podman("rm", "--force", "--time", "0", *attached.split(), check=False)
         podman.settle()
-        lab.delete_link(network.bridge)
+        lab.delete_link(network.bridge, netns=podman.node)
         (podman.network_dir / f"{network.name}.conflist").unlink(missing_ok=True)
-    assert not any(n.bridge in lab.link_names() for n in made), "a test bridge survived"
+    left = lab.link_names(netns=podman.node)
+    assert not any(n.bridge in left for n in made), "a test bridge survived"
 
 
 def cache_result(path: Path) -> dict[str, Any]:

@@ -5,7 +5,10 @@ containers.conf (through ``CONTAINERS_CONF``), storage (``CONTAINERS_STORAGE_CON
 graph root and run root, the ``vfs`` driver so no overlay mounts), libpod's tmp
 dir, file locks instead of the machine-wide ``/dev/shm/libpod_lock``, the network
 config dir (so no conflist ever lands in /etc/cni/net.d), the CNI bin dir with our
-installed plugins, and the host-local data dirs of the test networks.
+installed plugins, and the host-local data dirs of the test networks. podman runs
+in a network namespace of its own, the "node" (``nsenter --net``, so its mounts
+are still the machine's): the plugins make the bridges and host-side veths there,
+and a container's traffic to its gateway never reaches the machine's namespace.
 
 podman 4.3 cannot be pointed elsewhere for a few things; :class:`PodmanHost`
 tracks them and removes what it made: the network namespaces under /run/netns
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from multinic.lab import netns as lab
+from multinic.lab.netns import NETNS_DIR
 from multinic.plugins.install import install_plugins
 
 #: Debian's containernetworking-plugins; podman searches it after our bin dir.
@@ -80,11 +84,14 @@ class PodmanHost:
     bin_dir: Path
     network_dir: Path
     cgroup_parent: str
+    #: The network namespace podman runs in: its bridges and host-side veths live there.
+    node: str
 
     def podman(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         """Run ``podman ARGS`` in this installation; stdout, or PodmanError with stderr."""
         done = subprocess.run(
-            ["podman", *args],
+            # Only the network namespace: podman's mounts (/run/netns) stay the machine's.
+            ["nsenter", f"--net={NETNS_DIR / self.node}", "podman", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -267,7 +274,8 @@ def podman_host() -> Iterator[PodmanHost]:
         reap_orphans()
         created = [d for d in MACHINE_DIRS if not d.exists()]
         base = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-        host = _host_at(base, f"multinic-podman-{secrets.token_hex(4)}")
+        token = secrets.token_hex(4)
+        host = _host_at(base, f"multinic-podman-{token}", f"mnpm-node-{token}")
         with _set_up(host, created):
             yield host
 
@@ -307,11 +315,13 @@ def _set_up(host: PodmanHost, created: list[Path]) -> Iterator[None]:
                     "pid": os.getpid(),
                     "start": _process_start(os.getpid()),
                     "cgroup_parent": host.cgroup_parent,
+                    "node": host.node,
                     "created": [str(d) for d in created],
                 }
             ),
             encoding="utf-8",
         )
+        lab.create_netns(host.node)
         host.network_dir.mkdir()
         install_plugins(str(host.bin_dir))
         _write_configs(base, host.bin_dir, host.network_dir)
@@ -321,13 +331,14 @@ def _set_up(host: PodmanHost, created: list[Path]) -> Iterator[None]:
         _teardown(host, created)
 
 
-def _host_at(base: Path, cgroup_parent: str) -> PodmanHost:
+def _host_at(base: Path, cgroup_parent: str, node: str) -> PodmanHost:
     return PodmanHost(
         base=base,
         env=_environment(base),
         bin_dir=base / "bin",
         network_dir=base / "net.d",
         cgroup_parent=cgroup_parent,
+        node=node,
     )
 
 
@@ -350,7 +361,10 @@ def reap_orphans() -> None:
         if _process_start(owner["pid"]) == owner["start"]:
             continue  # its run is alive
         with contextlib.suppress(PodmanError):
-            _teardown(_host_at(base, owner["cgroup_parent"]), [Path(d) for d in owner["created"]])
+            _teardown(
+                _host_at(base, owner["cgroup_parent"], owner["node"]),
+                [Path(d) for d in owner["created"]],
+            )
 
 
 def _teardown(host: PodmanHost, created: list[Path]) -> None:
@@ -376,23 +390,14 @@ def _teardown(host: PodmanHost, created: list[Path]) -> None:
             with contextlib.suppress(OSError):
                 sandbox.unlink()
     problems.extend(_remove_cgroups(host.cgroup_parent))
-    for bridge in _bridges_named_in(host.network_dir):
-        lab.delete_link(bridge)
+    # With the node namespace go its bridges and any veth a failed DEL left.
+    lab.delete_netns(host.node)
     shutil.rmtree(host.base, ignore_errors=True)
     if host.base.exists():
         problems.append(f"could not remove {host.base}")
     _remove_created_dirs(created)
     if problems:
         raise PodmanError("podman teardown: " + "; ".join(problems))
-
-
-def _bridges_named_in(network_dir: Path) -> list[str]:
-    """The bridges of the conflists still in the network dir (their tests did not finish)."""
-    bridges = []
-    for path in network_dir.glob("*.conflist"):
-        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-            bridges.append(json.loads(path.read_text())["plugins"][0]["bridge"])
-    return bridges
 
 
 def _remove_cgroups(parent: str) -> list[str]:

@@ -2,8 +2,9 @@
 
 Each case is one conflist: a bridge plugin with host-local IPAM, the reference
 executables or ours. The container must get an address from the network's range,
-reach its gateway (the bridge, on the host side), and after ``podman rm`` leave
-no port on the bridge, no veth on the host, no host-local reservation, no
+reach its gateway (the bridge, in the namespace podman runs in: the harness's
+"node", so the machine's own namespace is never touched), and after ``podman rm``
+leave no port on the bridge, no host-side veth, no host-local reservation, no
 libcni cache entry and no network namespace behind. An ADD that fails (IPAM
 exhausted) must leave nothing either; a dual-stack case covers IPv6.
 """
@@ -71,7 +72,8 @@ def assert_nothing_left(
 ) -> None:
     podman.settle()
     assert network.ports() == set(), "a veth is still enslaved to the bridge"
-    assert not veths & lab.link_names(), f"host veth left behind: {veths & lab.link_names()}"
+    left = veths & lab.link_names(netns=network.node)
+    assert not left, f"host-side veth left behind: {left}"
     assert network.reservations() == {}, "host-local reservation left behind"
     assert not libcni_cache_entry(network.name, container_id).exists(), "libcni cache entry left"
     assert not sandbox.exists(), f"network namespace {sandbox} left behind"
@@ -149,7 +151,7 @@ def test_run_rm_pings_gateway_and_leaves_nothing(
     namespace = int(lines[2].removeprefix("net:[").removesuffix("]"))
     podman.settle()
     assert network.ports() == set()
-    assert peer not in {link["ifindex"] for link in lab.ip_json("link", "show")}
+    assert peer not in {link["ifindex"] for link in network.links()}
     assert network.reservations() == {}
     assert not list(LIBCNI_CACHE.glob(f"{network.name}-*"))
     assert namespace not in mounted_namespaces()
