@@ -391,7 +391,10 @@ def _teardown(host: PodmanHost, created: list[Path]) -> None:
                 sandbox.unlink()
     problems.extend(_remove_cgroups(host.cgroup_parent))
     # With the node namespace go its bridges and any veth a failed DEL left.
-    lab.delete_netns(host.node)
+    try:
+        lab.delete_netns(host.node)
+    except lab.LabError as error:
+        problems.append(str(error))
     shutil.rmtree(host.base, ignore_errors=True)
     if host.base.exists():
         problems.append(f"could not remove {host.base}")
