@@ -34,7 +34,7 @@ from multinic.plugins.install import install_plugins  # noqa: E402
 REFERENCE = Path("/usr/lib/cni")
 
 
-def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) -> None:
+def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) -> bytes:
     env = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": "bench-pod",
@@ -45,12 +45,15 @@ def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) 
     done = subprocess.run([str(plugin)], input=conf, env=env, capture_output=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{plugin.name} {command} failed: {done.stdout!r} {done.stderr!r}")
+    return done.stdout
 
 
 def cycle_seconds(plugin: Path, netns: str, conf: bytes, bin_dir: Path) -> float:
+    """One ADD, then one DEL given ADD's result as prevResult, as libcni and podman do."""
     start = time.perf_counter()
-    execute(plugin, "ADD", netns, conf, bin_dir)
-    execute(plugin, "DEL", netns, conf, bin_dir)
+    added = execute(plugin, "ADD", netns, conf, bin_dir)
+    del_conf = json.dumps({**json.loads(conf), "prevResult": json.loads(added)}).encode()
+    execute(plugin, "DEL", netns, del_conf, bin_dir)
     return time.perf_counter() - start
 
 
