@@ -311,6 +311,8 @@ def test_plugin_processes_sharing_one_sqlite_file_never_collide(tmp_path: Path) 
     ]
     outputs = [proc.communicate(timeout=120)[0] for proc in procs]
     answers = [json.loads(line) for out in outputs for line in out.splitlines()]
-    assert [status for status, _ in answers] == [0] * 60, answers
+    failures = [answer for status, answer in answers if status != 0]
+    assert failures == []
+    assert len(answers) == 60
     addresses = [result["ips"][0]["address"] for _, result in answers]
     assert len(set(addresses)) == 60
