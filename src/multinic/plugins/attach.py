@@ -76,19 +76,25 @@ def configure_interface(
     if dad and any(a.version == 6 for a in addresses):
         _settle_dad(ns, link)
     for route in result.routes:
-        gateway = route.gw or _default_gateway(result, ifname, route)
-        add_route(
-            ns,
-            route.dst,
-            gateway=gateway,
-            oif=link,
-            table=route.table,
-            priority=route.priority,
-            scope=route.scope,
-            mtu=route.mtu,
-            advmss=route.advmss,
-        )
+        add_result_route(ns, link, route, route.gw or _default_gateway(result, ifname, route))
     return announce(ns, link, addresses) if send_announcements else []
+
+
+def add_result_route(
+    ns: Netns, link: Link, route: Route, gateway: IPv4Address | IPv6Address | None
+) -> None:
+    """Install one of a result's routes via ``link``, with its CNI 1.1 attributes."""
+    add_route(
+        ns,
+        route.dst,
+        gateway=gateway,
+        oif=link,
+        table=route.table,
+        priority=route.priority,
+        scope=route.scope,
+        mtu=route.mtu,
+        advmss=route.advmss,
+    )
 
 
 def _ips_of(result: Result, ifname: str) -> list[IPConfig]:

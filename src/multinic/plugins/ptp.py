@@ -39,7 +39,12 @@ from multinic.dataplane import (
     set_up,
     write_sysctl,
 )
-from multinic.plugins.attach import InterfaceDriftError, check_interface, require_prev_result
+from multinic.plugins.attach import (
+    InterfaceDriftError,
+    add_result_route,
+    check_interface,
+    require_prev_result,
+)
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import plugin_fields
 from multinic.plugins.veth import create_pod_veth, delete_pod_link, interface_of
@@ -178,17 +183,7 @@ def _configure_pod(pod: Netns, link: Link, result: Result) -> None:
         gateway = route.gw or next(
             (ip.gateway for ip in result.ips if ip.address.version == route.dst.version), None
         )
-        add_route(
-            pod,
-            route.dst,
-            gateway=gateway,
-            oif=link,
-            table=route.table,
-            priority=route.priority,
-            scope=route.scope,
-            mtu=route.mtu,
-            advmss=route.advmss,
-        )
+        add_result_route(pod, link, route, gateway)
 
 
 def _configure_host(host: Netns, link: Link, result: Result) -> None:
