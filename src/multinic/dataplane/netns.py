@@ -109,9 +109,13 @@ def run_in_netns(ns: Netns, fn: Callable[[], T]) -> T:
     """
     if ns.current:
         return fn()
-    import threading  # imported here: a plugin that never enters a namespace skips it
+    # _thread, not threading: the low-level module is all a join needs, and
+    # threading's import is paid on every pod start that enters a namespace.
+    import _thread
 
     outcome: list[Any] = []
+    done = _thread.allocate_lock()
+    done.acquire()
 
     def enter_and_run() -> None:
         try:
@@ -119,10 +123,11 @@ def run_in_netns(ns: Netns, fn: Callable[[], T]) -> T:
             outcome.append((True, fn()))
         except BaseException as exc:  # handed to the caller's thread below
             outcome.append((False, exc))
+        finally:
+            done.release()
 
-    worker = threading.Thread(target=enter_and_run, name=f"netns {ns.name}")
-    worker.start()
-    worker.join()
+    _thread.start_new_thread(enter_and_run, ())
+    done.acquire()  # the worker's last act is the release: the outcome is in
     ok, value = outcome[0]
     if not ok:
         raise value
@@ -131,9 +136,49 @@ def run_in_netns(ns: Netns, fn: Callable[[], T]) -> T:
 
 
 def _setns(ns: Netns) -> None:
-    import ctypes  # Python 3.11 has no os.setns; loaded only when a namespace is entered
+    """setns(2) for the calling thread; Python 3.11's os has none (3.12's has)."""
+    setns = getattr(os, "setns", None)
+    if setns is not None:
+        try:
+            setns(ns.fd, CLONE_NEWNET)
+        except OSError as exc:
+            raise DataplaneError(
+                "cannot enter network namespace", netns=ns.name, errno=exc.errno
+            ) from exc
+        return
+    libc_setns, get_errno = _libc_setns()
+    if libc_setns(ns.fd, CLONE_NEWNET) != 0:
+        raise DataplaneError("cannot enter network namespace", netns=ns.name, errno=get_errno())
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(ns.fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise DataplaneError("cannot enter network namespace", netns=ns.name, errno=errno)
+
+def _libc_setns() -> tuple[Callable[[int, int], int], Callable[[], int]]:
+    """libc's setns and the errno it left, through the ``_ctypes`` C module.
+
+    The ``ctypes`` package costs more start-up time than the whole namespace
+    switch (it builds dozens of types at import); a foreign function needs only
+    what it is built from here: a C ``int`` type, a function-pointer type that
+    keeps errno (``use_errno=True``) and the symbol's address. This is exactly
+    what ``ctypes.CDLL(None, use_errno=True).setns`` is made of; should a
+    Python lack these internals, the ``ctypes`` package does it.
+    """
+    try:
+        import _ctypes
+
+        class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # not subscriptable at run time
+            _type_ = "i"
+
+        class LibcFunction(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = CInt
+
+        # dlopen(NULL): the program itself, which links libc (typeshed lacks the None).
+        program = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+        address = _ctypes.dlsym(program, "setns")
+        function: Callable[[int, int], int] = LibcFunction(address)
+        get_errno: Callable[[], int] = _ctypes.get_errno
+    except (ImportError, AttributeError, OSError, TypeError):
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).setns
+        get_errno = ctypes.get_errno
+    return function, get_errno

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from multinic.dataplane import NetnsNotFoundError, list_links, open_netns, run_in_netns
+from multinic.dataplane import (
+    DataplaneError,
+    Netns,
+    NetnsNotFoundError,
+    list_links,
+    open_netns,
+    run_in_netns,
+)
 from multinic.lab import netns as lab
 from tests.netns.dataplane.conftest import Space, ip_names
 
@@ -62,3 +73,33 @@ def test_close_releases_the_descriptor(pod: Space) -> None:
     ns.close()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_entering_what_is_not_a_namespace_is_an_error_with_its_errno(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    fd = os.open(plain, os.O_RDONLY | os.O_CLOEXEC)
+    # Built directly: Netns.open refuses such a file before any setns is tried.
+    with Netns(fd, "plain") as ns, pytest.raises(DataplaneError) as caught:
+        run_in_netns(ns, lambda: None)
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.netns == "plain"
+
+
+def test_entering_a_namespace_loads_neither_ctypes_nor_threading(pod: Space) -> None:
+    # setns goes through the _ctypes C module and a _thread worker: the ctypes and
+    # threading packages cost more start-up time than the whole switch (a fresh
+    # interpreter, as a plugin executable is).
+    probe = (
+        "import sys, json, os; "
+        "from multinic.dataplane import open_netns, run_in_netns; "
+        f"ns = open_netns({pod.path!r}); "
+        "inode = run_in_netns(ns, lambda: os.stat('/proc/thread-self/ns/net').st_ino); "
+        "print(json.dumps([inode, sorted({'ctypes', 'threading'} & set(sys.modules))]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    inode, loaded = json.loads(done.stdout)
+    assert inode == Path(pod.path).stat().st_ino
+    assert loaded == []
