@@ -92,3 +92,20 @@ def test_cluster_ipam_on_sqlite_loads_no_etcd_client(tmp_path: Path) -> None:
     assert "multinic.ipam.sqlite_store" in loaded  # the probe really allocated
     assert [m for m in loaded if "etcd" in m or m == "http.client"] == []
     assert sorted(set(loaded) & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize("module", ["multinic.cni.skel", "multinic.plugins.bridge"])
+def test_bridge_path_imports_no_typing(module: str) -> None:
+    # typing costs about as much as the plugin's own modules; the path's NamedTuples come
+    # from multinic.records and typing-only names are imported under TYPE_CHECKING.
+    probe = (
+        f"import sys; import {module}; print('typing' in sys.modules, {module!r} in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {probe}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["False", "True"]

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from multinic.cni.errors import DecodingError, IncompatibleVersionError, InvalidConfigError
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS, highest_common, parse_version
+from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # pathlib is not worth its import time on the plugin path
     from pathlib import Path
+    from typing import Any
 
 #: SPEC.md: a network name starts alphanumeric, then alphanumerics, '_', '.', '-'.
 NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")

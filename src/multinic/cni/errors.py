@@ -7,7 +7,11 @@ becomes the spec's error object ``{cniVersion, code, msg, details}``.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ErrorCode(IntEnum):

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import NamedTuple, NoReturn, Protocol
 
 from multinic.cni.args import CniArgs, parse_cni_args, validate_container_id, validate_ifname
 from multinic.cni.config import NetConf, parse_net_conf
@@ -25,6 +24,14 @@ from multinic.cni.errors import (
 )
 from multinic.cni.types import Result
 from multinic.cni.version import CHECK_SINCE, GC_SINCE, LATEST_VERSION, at_least, require_supported
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import NoReturn, Protocol
+else:
+    # Plugin is for type checkers only (nothing checks it at run time), and
+    # typing.Protocol would bring typing's import onto every plugin start.
+    Protocol = object
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 

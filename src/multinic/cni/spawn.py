@@ -15,7 +15,8 @@ import os
 import select
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+
+from multinic.records import NamedTuple
 
 _TEXT_BUSY_RETRIES = 6
 _TEXT_BUSY_PAUSE = 0.2

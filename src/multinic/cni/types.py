@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
 
 from multinic.cni.errors import DecodingError, IncompatibleVersionError
 from multinic.cni.version import SUPPORTED_VERSIONS, parse_version, require_supported
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -32,8 +37,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Fields that only exist from spec 1.1.0 on: (JSON object, attribute, JSON key).
 _INTERFACE_FIELDS_1_1 = (("mtu", "mtu"), ("socket_path", "socketPath"), ("pci_id", "pciID"))
 _ROUTE_FIELDS_1_1 = ("mtu", "advmss", "priority", "table", "scope")
-
-_T = TypeVar("_T")
 
 
 class Interface(NamedTuple):

@@ -5,7 +5,6 @@ hairpin mode, and port VLANs (the bridge plugin's ``vlan``).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from multinic.dataplane import netlink as nl
 from multinic.dataplane.errors import DataplaneError, LinkExistsError, WrongLinkKindError
@@ -33,6 +32,7 @@ from multinic.dataplane.links import (
     set_link,
 )
 from multinic.dataplane.netns import Netns
+from multinic.records import NamedTuple
 
 IFLA_AF_SPEC = 26
 IFLA_BRIDGE_FLAGS = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
-from typing import NamedTuple
 
 from multinic.dataplane import netlink as nl
 from multinic.dataplane.errors import (
@@ -20,6 +19,7 @@ from multinic.dataplane.errors import (
     kernel_error,
 )
 from multinic.dataplane.netns import Netns
+from multinic.records import NamedTuple
 
 RTM_NEWLINK = 16
 RTM_DELLINK = 17

@@ -13,9 +13,9 @@ import contextlib
 import errno
 import struct
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
 from multinic.dataplane.errors import NetlinkError
+from multinic.records import NamedTuple
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6

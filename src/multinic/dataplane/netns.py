@@ -10,12 +10,16 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from multinic.dataplane.errors import DataplaneError, NetnsNotFoundError
 from multinic.dataplane.netlink import Rtnl
+from multinic.records import TYPE_CHECKING
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 
 CLONE_NEWNET = 0x40000000
 #: ioctl on a namespace file: which kind of namespace it is (<linux/nsfs.h>).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
-from typing import NamedTuple
 
 from multinic.dataplane import netlink as nl
 from multinic.dataplane.errors import (
@@ -17,6 +16,7 @@ from multinic.dataplane.errors import (
 from multinic.dataplane.links import Link, get_link
 from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
+from multinic.records import NamedTuple
 
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
-from typing import NamedTuple
 
 from multinic.dataplane import netlink as nl
 from multinic.dataplane.errors import (
@@ -16,6 +15,7 @@ from multinic.dataplane.errors import (
 )
 from multinic.dataplane.netlink import AF_INET, AF_INET6
 from multinic.dataplane.netns import Netns
+from multinic.records import NamedTuple
 
 RTM_NEWRULE = 32
 RTM_DELRULE = 33

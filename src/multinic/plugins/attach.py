@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import NamedTuple
 
 from multinic.cni.errors import CNIError, InvalidConfigError
 from multinic.cni.skel import Request
@@ -30,6 +29,7 @@ from multinic.dataplane import (
     set_up,
     tentative_addresses,
 )
+from multinic.records import NamedTuple
 
 #: How long an ADD waits for IPv6 duplicate address detection when it is enabled.
 DAD_TIMEOUT = 10.0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -66,8 +65,11 @@ from multinic.plugins.veth import (
     random_veth_name,
     requested_mac,
 )
+from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from multinic.plugins.nftables import Tag
 
 NAME = "multinic-bridge"

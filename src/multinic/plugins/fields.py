@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
 
 from multinic.cni.errors import InvalidConfigError
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _MISSING = object()
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+
+from multinic.records import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from multinic.cni.skel import Plugin

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from multinic.cni.errors import InvalidConfigError
 from multinic.cni.skel import Request
@@ -26,6 +25,7 @@ from multinic.dataplane import (
     open_netns,
 )
 from multinic.dataplane.links import mac_bytes
+from multinic.records import NamedTuple
 
 _NAME_ATTEMPTS = 5
 

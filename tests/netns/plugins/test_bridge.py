@@ -6,7 +6,9 @@ Addresses: 198.18.67.0/24-198.18.79.0/24 and fd00:64::/48 (this file's block).
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,31 @@ def test_add_check_del_in_process(stack: str, pod: str, bridge: str, ipam_dir: P
     assert reservations(ipam_dir) == []
     attachment.ok("DEL", prevResult=result)  # idempotent
     attachment.ok("DEL")
+
+
+def test_del_with_prev_result_never_enters_the_pod(pod: str, bridge: str, ipam_dir: Path) -> None:
+    # Runtimes pass ADD's result on DEL: deleting the host veth takes the pod's end
+    # along, so DEL needs no thread in the pod's namespace, and no _ctypes for setns
+    # (a fresh interpreter, as the executable is; its modules tell what it did).
+    attachment = Pod(pod, bridge_conf(bridge, ipam_dir, V4))
+    result = attachment.add()
+    conf = {**attachment.conf, "prevResult": result}
+    probe = (
+        "import sys, json; from multinic.cni import skel; "
+        "from multinic.plugins.bridge import PLUGIN; "
+        f"env = {attachment.env('DEL')!r}; "
+        f"status, out = skel.run(PLUGIN, env, {json.dumps(conf)!r}.encode()); "
+        "entered = sorted({'_ctypes', 'threading'} & set(sys.modules)); "
+        "print(json.dumps([status, out.decode(), entered]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    status, out, loaded = json.loads(done.stdout)
+    assert (status, out) == (0, "")
+    assert lab.link_names(pod) == {"lo"}  # the pod's end went with the host's
+    assert reservations(ipam_dir) == []
+    assert loaded == []
 
 
 def test_two_pods_share_the_bridge_and_reach_each_other(
