@@ -7,7 +7,6 @@ Shared by the runtime's executor and by plugins that delegate to other plugins
 from __future__ import annotations
 
 import json
-import signal
 
 from multinic.cni.errors import ErrorCode, PluginError, error_from_dict
 
@@ -48,6 +47,8 @@ def describe_exit(status: int) -> str:
     """``exited 3`` or ``was killed by SIGKILL``, from a returncode-style status."""
     if status >= 0:
         return f"exited {status}"
+    import signal  # only a killed plugin's error needs it, not every plugin start
+
     try:
         return f"was killed by {signal.Signals(-status).name}"
     except ValueError:

@@ -7,7 +7,6 @@ executable and the node daemon both call) and ``main()``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from multinic.records import TYPE_CHECKING
@@ -39,6 +38,8 @@ def is_ours(plugin_type: str) -> bool:
 
 def load_plugin(plugin_type: str) -> Plugin:
     """The plugin object of one of our types, imported on first use."""
+    import importlib  # here: a plugin that delegates to an executable never needs it
+
     module = importlib.import_module(PLUGINS[plugin_type])
     plugin: Plugin = module.PLUGIN
     return plugin
