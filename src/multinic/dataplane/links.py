@@ -40,6 +40,7 @@ IFLA_LINK = 5
 IFLA_MASTER = 10
 IFLA_PROTINFO = 12
 IFLA_TXQLEN = 13
+IFLA_IFALIAS = 20
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
@@ -97,6 +98,7 @@ class Link(NamedTuple):
     promisc: bool
     allmulti: bool
     info: dict[str, int | str]
+    alias: str = ""  # IFLA_IFALIAS: free text kept with the device across moves
 
 
 # -- encoding helpers ------------------------------------------------------------------
@@ -165,6 +167,7 @@ def decode_link(payload: bytes) -> Link:
         promisc=bool(flags & IFF_PROMISC),
         allmulti=bool(flags & IFF_ALLMULTI),
         info=info,
+        alias=nl.get_str(attrs, IFLA_IFALIAS) or "",
     )
 
 

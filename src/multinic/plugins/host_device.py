@@ -44,7 +44,7 @@ from multinic.dataplane import (
     open_netns,
     set_link,
 )
-from multinic.dataplane.alias import get_alias, link_aliases, set_alias
+from multinic.dataplane.alias import set_alias
 from multinic.dataplane.links import mac_bytes
 from multinic.plugins import lower
 from multinic.plugins.attach import (
@@ -228,9 +228,10 @@ class HostDevice:
                 f"no interface {request.ifname!r} in sandbox {request.netns} in prevResult"
             )
         with open_netns(request.netns) as pod:
-            if find_link(pod, request.ifname) is None:
+            found = find_link(pod, request.ifname)
+            if found is None:
                 raise InterfaceDriftError(f"interface {request.ifname!r} is missing from the pod")
-            if not get_alias(pod, request.ifname):
+            if not found.alias:
                 raise InterfaceDriftError(
                     f"interface {request.ifname!r} has no alias: its host name is lost"
                 )
@@ -257,7 +258,7 @@ def _move_in(
     host: Netns, pod: Netns, device: Link, ifname: str, undo: contextlib.ExitStack
 ) -> Link:
     """Record the host name in the alias, move into the pod as ``ifname``, bring it up."""
-    original_alias = get_alias(host, device)
+    original_alias = device.alias
     if device.up:  # a device is renamed only while down
         set_link(host, device, up=False)
         undo.callback(_quietly, set_link, host, device.name, up=True)
@@ -279,7 +280,7 @@ def _move_out(pod: Netns, host: Netns, ifname: str, mtu: int | None) -> bool:
     device = find_link(pod, ifname)
     if device is None:
         return False
-    name = get_alias(pod, device)
+    name = device.alias
     if not name:
         raise CNIError(
             f"{TYPE}: cannot return {ifname!r} to the host: it has no alias naming its host name",
@@ -296,9 +297,8 @@ def _move_out(pod: Netns, host: Netns, ifname: str, mtu: int | None) -> bool:
 
 def _rename_returned(host: Netns, conf: HostDeviceConf, mtu: int | None) -> None:
     """Give a device the kernel returned to the host its original name back (its alias)."""
-    aliases = link_aliases(host)
     for link in list_links(host):
-        alias = aliases.get(link.ifindex, "")
+        alias = link.alias
         if not alias or alias == link.name or not _is_configured(link, alias, conf):
             continue
         if find_link(host, alias) is not None:
