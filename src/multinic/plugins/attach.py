@@ -171,9 +171,14 @@ def pod_interface(request: Request) -> Interface | None:
     return None
 
 
-def require_prev_result(request: Request) -> Result:
-    """CHECK needs the cached result: without one there is nothing to compare."""
+#: Why a chained (meta) plugin cannot do without prevResult.
+CHAINED_NEEDS_PREV = "prevResult missing: chain it after a plugin that creates the interface"
+
+
+def require_prev_result(request: Request, reason: str = "CHECK needs a prevResult") -> Result:
+    """The prevResult, or a config error: CHECK (and every meta plugin) has nothing
+    to work on without it."""
     prev = request.config.prev_result
     if prev is None:
-        raise InvalidConfigError(f"{request.config.type}: CHECK needs a prevResult")
+        raise InvalidConfigError(f"{request.config.type}: {reason}")
     return prev

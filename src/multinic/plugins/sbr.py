@@ -54,7 +54,7 @@ from multinic.dataplane import (
     open_netns,
     replace_route,
 )
-from multinic.plugins.attach import InterfaceDriftError
+from multinic.plugins.attach import CHAINED_NEEDS_PREV, InterfaceDriftError, require_prev_result
 from multinic.plugins.fields import plugin_fields
 
 TYPE = "multinic-sbr"
@@ -92,15 +92,6 @@ def load_conf(request: skel.Request) -> SbrConf:
             raise fields.error("gateways", f"holds more than one IPv{gateway.version} address")
         gateways[gateway.version] = gateway
     return SbrConf(table, gateways, fields.boolean("addSourceHints"))
-
-
-def _prev_result(request: skel.Request) -> Result:
-    prev = request.config.prev_result
-    if prev is None:
-        raise InvalidConfigError(
-            f"{TYPE}: prevResult missing: chain it after a plugin that creates the interface"
-        )
-    return prev
 
 
 def addresses_of(prev: Result, ifname: str) -> list[IPConfig]:
@@ -339,7 +330,7 @@ class Sbr:
 
     def add(self, request: skel.Request) -> Result:
         conf = load_conf(request)
-        prev = _prev_result(request)
+        prev = require_prev_result(request, CHAINED_NEEDS_PREV)
         ips = addresses_of(prev, request.ifname)
         if not ips:
             raise InvalidConfigError(f"{TYPE}: no IP addresses on {request.ifname!r} in prevResult")
@@ -363,7 +354,7 @@ class Sbr:
 
     def check(self, request: skel.Request) -> None:
         conf = load_conf(request)
-        prev = _prev_result(request)
+        prev = require_prev_result(request, CHAINED_NEEDS_PREV)
         ips = addresses_of(prev, request.ifname)
         with locked_netns(request.netns) as ns:
             link = get_link(ns, request.ifname)

@@ -46,7 +46,7 @@ from multinic.dataplane import (
     write_sysctl,
 )
 from multinic.dataplane.links import mac_bytes
-from multinic.plugins.attach import InterfaceDriftError
+from multinic.plugins.attach import CHAINED_NEEDS_PREV, InterfaceDriftError, require_prev_result
 from multinic.plugins.fields import Fields, plugin_fields
 
 TYPE = "multinic-tuning"
@@ -411,15 +411,6 @@ def _with_mac(prev: Result, ifname: str, mac: str | None) -> Result:
     return prev._replace(interfaces=interfaces)
 
 
-def _prev_result(request: skel.Request) -> Result:
-    prev = request.config.prev_result
-    if prev is None:
-        raise InvalidConfigError(
-            f"{TYPE}: prevResult missing: chain it after a plugin that creates the interface"
-        )
-    return prev
-
-
 class Tuning:
     """The tuning meta plugin."""
 
@@ -428,7 +419,7 @@ class Tuning:
 
     def add(self, request: skel.Request) -> Result:
         conf = load_conf(request)
-        prev = _prev_result(request)
+        prev = require_prev_result(request, CHAINED_NEEDS_PREV)
         path = state_path(conf.data_dir, request.container_id, request.ifname)
         with open_netns(request.netns) as ns:
             link = get_link(ns, request.ifname)
@@ -461,7 +452,7 @@ class Tuning:
 
     def check(self, request: skel.Request) -> None:
         conf = load_conf(request)
-        _prev_result(request)
+        require_prev_result(request, CHAINED_NEEDS_PREV)
         with open_netns(request.netns) as ns:
             link = get_link(ns, request.ifname)
             found = list(drift(ns, link, conf))
