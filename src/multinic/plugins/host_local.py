@@ -13,7 +13,7 @@ Where it differs from the reference, on purpose:
 * a failed ADD removes what it reserved and restores ``last_reserved_ip``;
 * DEL needs only ``dataDir`` from the config, so a network whose ranges were
   edited into something invalid can still be torn down;
-* GC and STATUS are implemented (the reference leaves them as FIXME): GC
+* GC and STATUS are implemented (the reference leaves them unimplemented): GC
   releases every reservation whose attachment is not in
   ``cni.dev/valid-attachments``; STATUS fails with code 50 when the data dir
   cannot be written or a range set has no free address left;
