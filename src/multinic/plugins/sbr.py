@@ -150,7 +150,18 @@ def _belongs(route: Route, ip: IPConfig) -> bool:
 
 
 def _copy_route(ns: Netns, route: Route, table: int, link: Link) -> None:
-    replace_route(
+    _put_route(ns, route, link, table, replace=True)
+
+
+def _readd(ns: Netns, route: Route, link: Link) -> None:
+    with contextlib.suppress(RouteExistsError):
+        _put_route(ns, route, link, RT_TABLE_MAIN, replace=False)
+
+
+def _put_route(ns: Netns, route: Route, link: Link, table: int, *, replace: bool) -> None:
+    """Install a route the kernel listed, with all its attributes, in ``table`` via ``link``."""
+    install = replace_route if replace else add_route
+    install(
         ns,
         route.dst,
         gateway=route.gateway,
@@ -162,22 +173,6 @@ def _copy_route(ns: Netns, route: Route, table: int, link: Link) -> None:
         mtu=route.mtu,
         advmss=route.advmss,
     )
-
-
-def _readd(ns: Netns, route: Route, link: Link) -> None:
-    with contextlib.suppress(RouteExistsError):
-        add_route(
-            ns,
-            route.dst,
-            gateway=route.gateway,
-            oif=link,
-            table=RT_TABLE_MAIN,
-            priority=route.priority,
-            scope=route.scope,
-            src=route.src,
-            mtu=route.mtu,
-            advmss=route.advmss,
-        )
 
 
 def _forget(ns: Netns, route: Route, link: Link, table: int) -> None:
