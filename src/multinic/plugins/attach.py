@@ -29,6 +29,7 @@ from multinic.dataplane import (
     set_up,
     tentative_addresses,
 )
+from multinic.dataplane import Route as KernelRoute
 from multinic.records import NamedTuple
 
 #: How long an ADD waits for IPv6 duplicate address detection when it is enabled.
@@ -145,16 +146,23 @@ def check_interface(ns: Netns, ifname: str, result: Result) -> Link:
                 f"address {ip.address} is missing from {ifname!r}",
                 f"found {sorted(map(str, present))}",
             )
-    for route in result.routes:
-        _check_route(ns, link, result, ifname, route)
+    if result.routes:
+        # One dump of the link's routes in every table, not one per expected route.
+        installed = list_routes(ns, table=None, oif=link)
+        for route in result.routes:
+            _check_route(installed, result, ifname, route)
     return link
 
 
-def _check_route(ns: Netns, link: Link, result: Result, ifname: str, route: Route) -> None:
+def _check_route(installed: list[KernelRoute], result: Result, ifname: str, route: Route) -> None:
     gateway = route.gw or _default_gateway(result, ifname, route)
     table = route.table or RT_TABLE_MAIN
-    for found in list_routes(ns, version=route.dst.version, table=table, oif=link):
-        if found.dst == route.dst and (gateway is None or found.gateway == gateway):
+    for found in installed:
+        if (
+            found.table == table
+            and found.dst == route.dst
+            and (gateway is None or found.gateway == gateway)
+        ):
             return
     via = f" via {gateway}" if gateway else ""
     raise InterfaceDriftError(f"route to {route.dst}{via} is missing in the pod ({ifname!r})")
