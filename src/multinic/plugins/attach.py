@@ -9,7 +9,6 @@ drifted.
 
 from __future__ import annotations
 
-import time
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -27,14 +26,13 @@ from multinic.dataplane import (
     list_addresses,
     list_routes,
     set_up,
-    tentative_addresses,
+    settle_addresses,
 )
 from multinic.dataplane import Route as KernelRoute
 from multinic.records import NamedTuple
 
 #: How long an ADD waits for IPv6 duplicate address detection when it is enabled.
 DAD_TIMEOUT = 10.0
-_DAD_POLL = 0.05
 
 
 class InterfaceDriftError(CNIError):
@@ -75,7 +73,7 @@ def configure_interface(
     for address in addresses:
         add_address(ns, link, address, nodad=not dad)
     if dad and any(a.version == 6 for a in addresses):
-        _settle_dad(ns, link)
+        settle_addresses(ns, link, timeout=DAD_TIMEOUT)
     for route in result.routes:
         add_result_route(ns, link, route, route.gw or _default_gateway(result, ifname, route))
     return announce(ns, link, addresses) if send_announcements else []
@@ -118,17 +116,6 @@ def _default_gateway(result: Result, ifname: str, route: Route) -> IPv4Address |
         if ip.gateway is not None and ip.gateway.version == route.dst.version:
             return ip.gateway
     return None
-
-
-def _settle_dad(ns: Netns, link: Link) -> None:
-    deadline = time.monotonic() + DAD_TIMEOUT
-    while tentative := tentative_addresses(ns, link):
-        if time.monotonic() > deadline:
-            raise InterfaceDriftError(
-                f"IPv6 addresses on {link.name!r} did not pass duplicate address detection",
-                ", ".join(str(a) for a in tentative),
-            )
-        time.sleep(_DAD_POLL)
 
 
 def check_interface(ns: Netns, ifname: str, result: Result) -> Link:
