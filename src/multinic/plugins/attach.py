@@ -29,7 +29,6 @@ from multinic.dataplane import (
     settle_addresses,
 )
 from multinic.dataplane import Route as KernelRoute
-from multinic.records import NamedTuple
 
 #: How long an ADD waits for IPv6 duplicate address detection when it is enabled.
 DAD_TIMEOUT = 10.0
@@ -39,20 +38,12 @@ class InterfaceDriftError(CNIError):
     """CHECK found the pod's interface different from the cached result."""
 
 
-class Assigned(NamedTuple):
-    """The IPAM result re-indexed onto the interfaces a plugin built."""
-
-    result: Result
-    pod_index: int
-
-
 def assign_to_interface(
     ipam: Result, interfaces: tuple[Interface, ...], pod_index: int, cni_version: str
-) -> Assigned:
+) -> Result:
     """The plugin's result: its interfaces, and every IPAM address on the pod's one."""
     ips = tuple(ip._replace(interface=pod_index) for ip in ipam.ips)
-    result = Result(cni_version, interfaces, ips, ipam.routes, ipam.dns)
-    return Assigned(result, pod_index)
+    return Result(cni_version, interfaces, ips, ipam.routes, ipam.dns)
 
 
 def configure_interface(
@@ -153,17 +144,6 @@ def _check_route(installed: list[KernelRoute], result: Result, ifname: str, rout
             return
     via = f" via {gateway}" if gateway else ""
     raise InterfaceDriftError(f"route to {route.dst}{via} is missing in the pod ({ifname!r})")
-
-
-def pod_interface(request: Request) -> Interface | None:
-    """The pod's interface in ``request``'s prevResult, if there is one."""
-    prev = request.config.prev_result
-    if prev is None:
-        return None
-    for iface in prev.interfaces:
-        if iface.name == request.ifname and iface.sandbox:
-            return iface
-    return None
 
 
 #: Why a chained (meta) plugin cannot do without prevResult.

@@ -192,9 +192,7 @@ class HostDevice:
                     undo.callback(_quietly, ipam_del, request)
                     if not ipam.ips:
                         raise CNIError(f"{TYPE}: IPAM plugin returned missing IP config")
-                    result = assign_to_interface(
-                        ipam, (interface,), 0, request.config.cni_version
-                    ).result
+                    result = assign_to_interface(ipam, (interface,), 0, request.config.cni_version)
                     configure_interface(pod, request.ifname, result, send_announcements=False)
                     lower.announce_addresses(pod, request.ifname, result)
                 undo.pop_all()

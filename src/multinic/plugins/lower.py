@@ -144,9 +144,7 @@ def add(
                 set_up(pod, link)
                 result = Result(request.config.cni_version, (interface,))
             else:
-                result = assign_to_interface(
-                    ipam, (interface,), 0, request.config.cni_version
-                ).result
+                result = assign_to_interface(ipam, (interface,), 0, request.config.cni_version)
                 configure_interface(pod, request.ifname, result, send_announcements=False)
                 announce_addresses(pod, request.ifname, result)
             undo.pop_all()
