@@ -94,8 +94,25 @@ def test_cluster_ipam_on_sqlite_loads_no_etcd_client(tmp_path: Path) -> None:
     assert sorted(set(loaded) & set(HEAVY)) == []
 
 
-@pytest.mark.parametrize("module", ["multinic.cni.skel", "multinic.plugins.bridge"])
-def test_bridge_path_imports_no_typing(module: str) -> None:
+#: Plugins whose path is free of typing when their IPAM is an external executable
+#: (the in-process IPAM's allocator is generic, so it loads typing).
+NO_TYPING_MODULES = (
+    "multinic.cni.skel",
+    "multinic.plugins.bridge",
+    "multinic.plugins.ptp",
+    "multinic.plugins.loopback",
+    "multinic.plugins.macvlan",
+    "multinic.plugins.ipvlan",
+    "multinic.plugins.vlan",
+    "multinic.plugins.host_device",
+    "multinic.plugins.tuning",
+    "multinic.plugins.sbr",
+    "multinic.plugins.nftables",
+)
+
+
+@pytest.mark.parametrize("module", NO_TYPING_MODULES)
+def test_plugin_path_imports_no_typing(module: str) -> None:
     # typing costs about as much as the plugin's own modules; the path's NamedTuples come
     # from multinic.records and typing-only names are imported under TYPE_CHECKING.
     probe = (

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import (
@@ -56,6 +55,10 @@ from multinic.plugins.attach import (
 )
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import Fields, plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 TYPE = "multinic-host-device"
 #: Where sysfs is; tests point it at a fake tree (no PCI devices to move here).

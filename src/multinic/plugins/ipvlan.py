@@ -9,14 +9,16 @@ chained without ``ipam``, from prevResult's IPs.
 
 from __future__ import annotations
 
-from typing import NamedTuple, NoReturn
-
 from multinic.cni import skel
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.dataplane import Link, Netns, create_ipvlan
 from multinic.plugins import lower
 from multinic.plugins.fields import plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 TYPE = "multinic-ipvlan"
 MODES = ("l2", "l3", "l3s")

@@ -11,7 +11,6 @@ where IPv6 is enabled, ::1. No config fields of its own.
 from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from typing import NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import InvalidConfigError
@@ -29,6 +28,10 @@ from multinic.dataplane import (
     set_up,
 )
 from multinic.plugins.attach import InterfaceDriftError
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 NAME = "multinic-loopback"
 LO = "lo"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from multinic.cni.errors import CNIError, InvalidConfigError, PluginNotAvailableError
 from multinic.cni.skel import Request
@@ -42,6 +41,10 @@ from multinic.plugins.attach import (
 )
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import Fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Creates the pod's link on ``master`` (which lives in ``lower``) inside ``pod``.
 Create = Callable[[Netns, Link, Netns], Link]

@@ -10,8 +10,6 @@ only: up, no addresses.
 
 from __future__ import annotations
 
-from typing import NamedTuple, NoReturn
-
 from multinic.cni import skel
 from multinic.cni.errors import InvalidConfigError
 from multinic.cni.types import Result
@@ -20,6 +18,10 @@ from multinic.dataplane import DataplaneError, Link, Netns, create_macvlan
 from multinic.dataplane.links import mac_bytes
 from multinic.plugins import lower
 from multinic.plugins.fields import Fields, plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 TYPE = "multinic-macvlan"
 MODES = ("bridge", "private", "vepa", "passthru")

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from multinic.cni.errors import CNIError
 from multinic.cni.spawn import find_executable, run_executable
+from multinic.records import NamedTuple
 
 TABLE = "multinic"
 #: Where Debian's nftables puts the tool: runtimes run plugins without PATH.

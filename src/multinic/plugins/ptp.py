@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from ipaddress import ip_interface, ip_network
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -48,8 +47,11 @@ from multinic.plugins.attach import (
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import plugin_fields
 from multinic.plugins.veth import create_pod_veth, delete_pod_link, interface_of
+from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from multinic.plugins.nftables import Tag
 
 NAME = "multinic-ptp"

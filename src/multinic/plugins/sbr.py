@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
-from typing import NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -56,6 +55,10 @@ from multinic.dataplane import (
 )
 from multinic.plugins.attach import CHAINED_NEEDS_PREV, InterfaceDriftError, require_prev_result
 from multinic.plugins.fields import plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 TYPE = "multinic-sbr"
 FIRST_TABLE = 100

@@ -27,7 +27,6 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import CNIError, InvalidConfigError
@@ -48,6 +47,10 @@ from multinic.dataplane import (
 from multinic.dataplane.links import mac_bytes
 from multinic.plugins.attach import CHAINED_NEEDS_PREV, InterfaceDriftError, require_prev_result
 from multinic.plugins.fields import Fields, plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 TYPE = "multinic-tuning"
 DEFAULT_DATA_DIR = "/var/lib/cni/multinic-tuning"
@@ -177,7 +180,7 @@ def _check_reference_allowlist(keys: list[str]) -> None:
             )
 
 
-class _Duplicated(dict[str, Any]):
+class _Duplicated(dict[str, object]):
     """A JSON object that had a key twice (the reference refuses duplicated sysctls)."""
 
 

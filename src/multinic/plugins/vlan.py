@@ -7,14 +7,16 @@ namespace), ``ipam`` (required).
 
 from __future__ import annotations
 
-from typing import NamedTuple, NoReturn
-
 from multinic.cni import skel
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.dataplane import Link, Netns, create_vlan
 from multinic.plugins import lower
 from multinic.plugins.fields import plugin_fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 TYPE = "multinic-vlan"
 
