@@ -13,6 +13,7 @@ safe over NFS). Nodes of a real cluster share etcd instead.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,9 @@ from multinic.ipam.store import (
 )
 
 DEFAULT_PATH = "/var/lib/multinic/ipam.db"
+
+# How long opening waits for other processes that hold the file (seconds).
+_OPEN_TIMEOUT = 30.0
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -132,15 +136,40 @@ def _open(path: str) -> sqlite3.Connection:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         # Create the file owner-only before SQLite does (it would follow the umask).
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version != _SCHEMA_VERSION:
-            _create_schema(db)
-        # FULL: an address handed out must survive a power cut, or it is handed out twice.
-        db.execute("PRAGMA synchronous = FULL")
+        db = sqlite3.connect(
+            path, timeout=_OPEN_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open the IPAM database {path!r}: {exc}") from exc
+    try:
+        _prepare(db, path)
+    except BaseException:
+        db.close()
+        raise
     return db
+
+
+def _prepare(db: sqlite3.Connection, path: str) -> None:
+    """Creates the schema on first use; retries while another process is doing the same.
+
+    Switching a new file to WAL does not wait in SQLite's busy handler: a second
+    process opening the same fresh file at that moment gets "database is locked"
+    at once, so the first pods on a node would fail together without this loop.
+    """
+    deadline = time.monotonic() + _OPEN_TIMEOUT
+    while True:
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version != _SCHEMA_VERSION:
+                _create_schema(db)
+            # FULL: an address handed out must survive a power cut, or it is handed out twice.
+            db.execute("PRAGMA synchronous = FULL")
+            return
+        except sqlite3.Error as exc:
+            error = _classify(exc, path)
+            if not isinstance(error, StoreUnavailableError) or time.monotonic() >= deadline:
+                raise error from exc
+        time.sleep(random.uniform(0.002, 0.02))  # noqa: S311 - jitter, not security
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

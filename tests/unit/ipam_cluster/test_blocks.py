@@ -185,8 +185,8 @@ def test_concurrent_adds_on_one_node_and_across_nodes_never_collide(opener: Open
     errors: list[BaseException] = []
 
     def worker(node: str, tag: str) -> None:
-        store = opener()
         try:
+            store = opener()
             for n in range(8):
                 results.append(add(store, p, node, f"{tag}-{n}"))
         except BaseException as exc:  # reported to the test thread below

@@ -187,3 +187,36 @@ def test_sqlite_database_is_owner_only_and_unopenable_path_is_an_error(tmp_path:
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="cannot open"):
         SQLiteStore(str(tmp_path / "file" / "ipam.db"))
+
+
+def test_sqlite_many_handles_opening_one_fresh_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # The first pods on a node open the not-yet-created database together and
+    # write at once; switching the file to WAL does not wait in SQLite's busy
+    # handler, so before the fix about 1 attempt in 25 failed with "locked".
+    for attempt in range(60):
+        assert open_and_write_at_once(str(tmp_path / f"ipam-{attempt}.db"), handles=6) == []
+
+
+def open_and_write_at_once(path: str, handles: int) -> list[BaseException]:
+    start = threading.Barrier(handles)
+    failures: list[BaseException] = []
+    opened: list[SQLiteStore] = []
+
+    def open_and_write() -> None:
+        key = f"k{threading.get_ident()}"
+        start.wait()
+        try:
+            store = SQLiteStore(path)
+            opened.append(store)
+            assert store.commit({key: 0}, {key: b"1"}, deadline=soon())
+        except BaseException as exc:  # reported to the test thread below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_and_write) for _ in range(handles)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in opened:
+        store.close()
+    return failures
