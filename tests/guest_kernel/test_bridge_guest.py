@@ -91,6 +91,6 @@ def test_access_and_trunk_ports_isolate_vlans(
         assert {v["vlan"] for v in tagged if "flags" not in v} == {10, 11, 12, 20}
         for attachment in (first, second, other, trunk):
             attachment.ok("DEL")
-        assert lab.link_names(pod) == {"lo"}
+        assert lab.link_names(pod) == lab.link_names(pod2) == lab.link_names(third) == {"lo"}
     finally:
         lab.delete_netns(third)

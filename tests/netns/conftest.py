@@ -55,28 +55,72 @@ def pod2() -> Iterator[str]:
         yield name
 
 
-def _new_links_settled(before: set[str], patience: float = 3.0) -> set[str]:
-    # The kernel tears a deleted namespace down asynchronously: the host end of a
-    # veth whose pod end lived there can outlive `ip netns delete` for a moment.
+def links_of_this_run(before: set[str], owned: list[str]) -> set[str]:
+    """New host links this run answers for; those of other runs on the machine are not.
+
+    Ours: a name the test registered, a port of a link it registered, or a veth
+    whose peer lives in a scratch namespace this process has open (a pod's host
+    end). Other test runs may add host links at the same time; they are theirs
+    to check and remove.
+    """
+    ids = {
+        entry["id"]: entry["name"]
+        for entry in lab.ip_json("netns", "list")
+        if entry.get("id") is not None
+    }
+    mine = lab.scratch_namespaces()
+    return {
+        link["ifname"]
+        for link in lab.ip_json("link", "show")
+        if link["ifname"] not in before
+        and (
+            link["ifname"] in owned
+            or link.get("master") in owned
+            or ids.get(link.get("link_netnsid")) in mine
+        )
+    }
+
+
+def _still_there(suspects: set[str], patience: float = 3.0) -> set[str]:
+    # The kernel removes some links asynchronously: the host end of a veth whose
+    # pod end lived in a deleted namespace can outlive `ip netns delete` for a
+    # moment, and so can the port of a link that was just deleted.
     deadline = time.monotonic() + patience
-    while (new := lab.link_names() - before) and time.monotonic() < deadline:
+    while (left := suspects & lab.link_names()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return new
+    return left
+
+
+def _describe(name: str) -> str:
+    try:
+        return lab.ip("-d", "link", "show", name)
+    except lab.LabError as exc:  # gone since: the kernel was only slow
+        return f"{name}: {exc}\n"
 
 
 @pytest.fixture
 def host_links() -> Iterator[list[str]]:
     """Host link names a test registers; removed after it, whatever happened.
 
-    Also asserts the test left no *other* new host link behind (a plugin's
+    Also asserts the test left no *other* link of its own behind (a plugin's
     host-side veth that DEL should have removed, for example).
     """
     before = lab.link_names()
     owned: list[str] = []
     yield owned
+    remove_host_links(before, owned)
+
+
+def remove_host_links(before: set[str], owned: list[str]) -> None:
+    """Delete the registered links, then fail on (and delete) this run's other new links.
+
+    A veth pair the test registered one end of goes with that end.
+    """
+    suspects = links_of_this_run(before, owned) - set(owned)
     for name in owned:
         lab.delete_link(name)
-    leaked = _new_links_settled(before)
+    leaked = _still_there(suspects)
+    details = [_describe(name) for name in sorted(leaked)]
     for name in leaked:
         lab.delete_link(name)
-    assert not leaked, f"host links left behind: {sorted(leaked)}"
+    assert not leaked, f"host links left behind: {sorted(leaked)}\n" + "".join(details)

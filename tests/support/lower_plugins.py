@@ -4,9 +4,8 @@ Shared by tests/netns/plugins (this host) and tests/guest_kernel (the QEMU guest
 
 On this host the plugins' "host" side is a scratch namespace standing in for the
 node (:func:`scratch_node`): the plugin runs in a thread that entered it, so its
-masters and devices never sit in the real host's namespace, where other test
-runs on the machine watch for (and remove) links they did not make. In the
-guest, a VM of its own, the guest's namespace is the host.
+masters and devices never sit in the real host's namespace. In the guest, a VM
+of its own, the guest's namespace is the host.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ from typing import Any
 
 NETNS_DIR = Path("/var/run/netns")
 
+# Names of the scratch namespaces this process has open: tests use them to tell
+# their own links from those of other runs on the same machine.
+_SCRATCH_HERE: set[str] = set()
+
 
 class LabError(RuntimeError):
     """An ``ip`` command the lab needs failed."""
@@ -81,7 +85,14 @@ def addresses(ifname: str, netns: str | None = None) -> list[str]:
 def scratch_netns(name: str) -> Iterator[Path]:
     """A namespace that exists for the ``with`` block and is removed however it ends."""
     path = create_netns(name)
+    _SCRATCH_HERE.add(name)
     try:
         yield path
     finally:
+        _SCRATCH_HERE.discard(name)
         delete_netns(name)
+
+
+def scratch_namespaces() -> frozenset[str]:
+    """The names of the scratch namespaces this process has open right now."""
+    return frozenset(_SCRATCH_HERE)
