@@ -1,12 +1,22 @@
-"""``NamedTuple`` for the plugin import path, without importing ``typing``.
+"""``typing``'s class-building names for the plugin import path, without ``typing``.
 
 ``typing`` costs about 2.5 ms of every plugin process (Python 3.11), and the
-plugin path used it only for ``class X(NamedTuple)``. Type checkers see
-``typing.NamedTuple`` itself (``TYPE_CHECKING`` is true for them; mypy honours
-the name whatever module defines it); at run time the class statement goes
-through the same steps as ``typing.NamedTuple``'s (a ``collections.namedtuple``
-with the annotated fields and their defaults, then the class body's methods and
-docstring), so the classes behave the same. Only the class form is provided.
+plugin path used it only to build classes: ``class X(NamedTuple)``, generic
+classes (``Generic``, ``TypeVar``) and one ``Protocol``. Type checkers see
+``typing``'s own names (``TYPE_CHECKING`` is true for them; mypy honours a name
+whatever module re-exports it), so checking is exactly as with ``typing``. At
+run time:
+
+* ``NamedTuple``: the class statement goes through the same steps as
+  ``typing.NamedTuple``'s (a ``collections.namedtuple`` with the annotated
+  fields and their defaults, then the class body's methods and docstring), so
+  the classes behave the same. Only the class form is provided.
+* ``Generic``: a plain base; subscripting it or any subclass (``Generic[K]``,
+  ``Pool[int]``) gives the class itself, so generic classes are ordinary
+  classes (no ``__orig_bases__``/``__parameters__``, nothing to introspect).
+* ``TypeVar``: a named placeholder, only ever passed to ``Generic[...]``.
+* ``Protocol``: a plain base; structural checks are the type checker's alone
+  (no ``runtime_checkable``: ``isinstance`` sees ordinary subclassing only).
 
 Modules on the plugin path write::
 
@@ -14,6 +24,10 @@ Modules on the plugin path write::
 
     if TYPE_CHECKING:
         from typing import Any
+
+With ``from __future__ import annotations`` annotations are never evaluated, so
+names used only in them (``Any``, ``NoReturn``, aliases) stay under
+``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
@@ -21,7 +35,10 @@ from __future__ import annotations
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Generic as Generic
     from typing import NamedTuple as NamedTuple
+    from typing import Protocol as Protocol
+    from typing import TypeVar as TypeVar
 else:
     from collections import namedtuple as _namedtuple
 
@@ -78,3 +95,28 @@ else:
             return "multinic.records.NamedTuple"
 
     NamedTuple = _NamedTupleBase()
+
+    class Generic:
+        """A generic class's base: subscripting the class gives the class itself."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, params):
+            return cls
+
+    class TypeVar:
+        """A type variable's name; bounds, constraints and variance are the checker's."""
+
+        __slots__ = ("__name__",)
+
+        def __init__(self, name, *_constraints, **_bound_and_variance):
+            # typing.TypeVar's arguments are accepted and left to the type checker.
+            self.__name__ = name
+
+        def __repr__(self):
+            return "~" + self.__name__
+
+    class Protocol:
+        """A protocol's base: an ordinary class; conformance is the type checker's."""
+
+        __slots__ = ()

@@ -1,12 +1,15 @@
-"""multinic.records.NamedTuple builds the same classes as typing.NamedTuple."""
+"""multinic.records: NamedTuple builds the same classes as typing.NamedTuple, and the
+run-time Generic, TypeVar and Protocol make ordinary classes of what uses them."""
 
 from __future__ import annotations
 
+import abc
 import typing
+from collections.abc import Hashable
 
 import pytest
 
-from multinic.records import NamedTuple
+from multinic.records import Generic, NamedTuple, Protocol, TypeVar
 
 
 def make(base: typing.Any) -> typing.Any:
@@ -63,3 +66,81 @@ def test_namedtuple_machinery_cannot_be_overridden() -> None:
 
             def _replace(self) -> None:  # type: ignore[misc]
                 pass
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Box(Generic[K]):
+    """A generic class as allocator._Pool is one."""
+
+    def __init__(self, item: K) -> None:
+        self.item = item
+
+
+class Holder(abc.ABC, Generic[K, V]):
+    """An abstract generic base as allocator._Allocator is one."""
+
+    @abc.abstractmethod
+    def value(self, key: K) -> V:
+        """The value for ``key``."""
+
+    def values(self, keys: list[K]) -> list[V]:
+        return [self.value(k) for k in keys]
+
+
+class Lengths(Holder[str, int]):
+    def value(self, key: str) -> int:
+        return len(key)
+
+
+def test_the_run_time_names_are_not_typings() -> None:
+    # These tests run the stand-ins: under TYPE_CHECKING only, the names are typing's.
+    assert Generic is not typing.Generic and Protocol is not typing.Protocol
+    assert TypeVar is not typing.TypeVar
+    assert Generic.__module__ == Protocol.__module__ == TypeVar.__module__ == "multinic.records"
+
+
+def test_a_type_variable_is_a_named_placeholder() -> None:
+    assert K.__name__ == "K" and repr(V) == "~V"
+    constrained = TypeVar("T", int, str, covariant=True)
+    assert constrained.__name__ == "T"
+
+
+def test_subscripting_a_generic_class_gives_the_class() -> None:
+    assert Box[int] is Box and Holder[str, int] is Holder and Generic[K] is Generic
+    box = Box[int](3)
+    assert type(box) is Box and box.item == 3 and isinstance(box, Box)
+    assert Box.__mro__ == (Box, Generic, object)
+
+
+def test_a_generic_abc_keeps_abstract_methods_abstract() -> None:
+    assert Lengths.__mro__ == (Lengths, Holder, abc.ABC, Generic, object)
+    with pytest.raises(TypeError, match="abstract"):
+        Holder()  # type: ignore[abstract]
+    lengths = Lengths()
+    assert lengths.values(["a", "abc"]) == [1, 3]
+    assert isinstance(lengths, Holder) and isinstance(lengths, abc.ABC)
+    assert not isinstance(Box(1), Holder)
+
+
+def test_a_protocol_is_an_ordinary_base_class() -> None:
+    class Closer(Protocol):
+        def close(self) -> None:
+            """Release what is held."""
+            ...
+
+    class Explicit(Closer):
+        def close(self) -> None:
+            pass
+
+    class Structural:
+        def close(self) -> None:
+            pass
+
+    assert Closer.__mro__ == (Closer, Protocol, object)
+    assert isinstance(Explicit(), Closer) and issubclass(Explicit, Closer)
+    # No run-time structural check: only subclasses are instances (typing would refuse
+    # isinstance on a protocol that is not runtime_checkable).
+    assert not isinstance(Structural(), Closer)
