@@ -94,9 +94,10 @@ def test_cluster_ipam_on_sqlite_loads_no_etcd_client(tmp_path: Path) -> None:
     assert sorted(set(loaded) & set(HEAVY)) == []
 
 
-#: Plugins whose path is free of typing when their IPAM is an external executable
-#: (the in-process IPAM's allocator is generic, so it loads typing).
+#: Plugins (and the IPAM modules they pull in) whose path is free of typing; the generic
+#: allocator and the store protocol take Generic, TypeVar and Protocol from multinic.records.
 NO_TYPING_MODULES = (
+    "multinic.records",
     "multinic.cni.skel",
     "multinic.plugins.bridge",
     "multinic.plugins.ptp",
@@ -108,6 +109,17 @@ NO_TYPING_MODULES = (
     "multinic.plugins.tuning",
     "multinic.plugins.sbr",
     "multinic.plugins.nftables",
+    "multinic.plugins.host_local",
+    "multinic.plugins.static",
+    "multinic.plugins.cluster_ipam",
+    "multinic.ipam.ranges",
+    "multinic.ipam.netconf",
+    "multinic.ipam.allocator",
+    "multinic.ipam.store",
+    "multinic.ipam.blocks",
+    "multinic.ipam.hostlocal_store",
+    "multinic.ipam.sqlite_store",
+    "multinic.ipam.etcd_store",
 )
 
 
@@ -126,3 +138,45 @@ def test_plugin_path_imports_no_typing(module: str) -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["False", "True"]
+
+
+#: One IPAM section per in-process IPAM plugin; "DATA" becomes a scratch directory.
+IPAM_CALLS = {
+    "multinic.plugins.host_local": {
+        "type": "multinic-host-local",
+        "dataDir": "DATA",
+        "ranges": [[{"subnet": "10.9.0.0/24"}], [{"subnet": "fd00:9::/64"}]],
+    },
+    "multinic.plugins.static": {
+        "type": "multinic-static",
+        "addresses": [{"address": "10.9.0.5/24"}],
+    },
+    "multinic.plugins.cluster_ipam": {
+        "type": "multinic-ipam",
+        "range": "10.9.0.0/24",
+        "store": {"path": "DATA/ipam.db"},
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(IPAM_CALLS))
+def test_ipam_plugin_calls_load_no_typing(module: str, tmp_path: Path) -> None:
+    # Imports inside functions (the store, sqlite3) are paid per call, not per import.
+    ipam = json.loads(json.dumps(IPAM_CALLS[module]).replace("DATA", str(tmp_path)))
+    conf = json.dumps({"cniVersion": "1.1.0", "name": "net", "ipam": ipam}).encode()
+    probe = (
+        "import sys, json; from multinic.cni import skel; "
+        f"from {module} import PLUGIN; "
+        "env = dict(CNI_CONTAINERID='c', CNI_NETNS='/x', CNI_IFNAME='e0', CNI_PATH='/x'); "
+        f"codes = [skel.run(PLUGIN, {{**env, 'CNI_COMMAND': c}}, {conf!r})[0] "
+        "for c in ('ADD', 'DEL')]; "
+        "print(json.dumps([codes, 'typing' in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {probe}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout) == [[0, 0], False]

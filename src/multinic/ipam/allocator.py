@@ -29,12 +29,12 @@ import ipaddress
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Hashable, Iterable, Iterator, Sequence
-from typing import Generic, NamedTuple, TypeVar
 
 from multinic.cni.config import Attachment
 from multinic.cni.errors import CNIError, ErrorCode
 from multinic.cni.types import IPConfig
 from multinic.ipam.ranges import IPAddress, IPInterface, IPNetwork, IPRange, RangeSet
+from multinic.records import Generic, NamedTuple, TypeVar
 
 #: Plugin-specific CNI error codes (the spec leaves 100 and up to plugins).
 CODE_EXHAUSTED = 100

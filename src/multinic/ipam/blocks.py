@@ -28,7 +28,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, NamedTuple
 
 from multinic.cni.config import Attachment
 from multinic.ipam.allocator import (
@@ -39,14 +38,19 @@ from multinic.ipam.allocator import (
 )
 from multinic.ipam.ranges import IPAddress, IPNetwork, IPRange, RangeSet, make_range
 from multinic.ipam.store import Conflict, Store, StoreError, Versioned, retry_cas
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    #: A decoded store document (annotations only, so typing is not needed at run time).
+    Doc: TypeAlias = dict[str, Any]
 
 #: Default block sizes: 64 addresses per node per claim.
 DEFAULT_BLOCK_PREFIX = {4: 26, 6: 122}
 
 #: The pool namespace when the config names no ``network_name``.
 DEFAULT_NAMESPACE = "_"
-
-Doc = dict[str, Any]
 
 
 class Pool(NamedTuple):

@@ -19,10 +19,13 @@ import http.client
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from multinic.ipam.store import StoreError, StoreUnavailableError
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TIMEOUT = 2.0
 

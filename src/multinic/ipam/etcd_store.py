@@ -10,10 +10,13 @@ the cluster's leader, so no two nodes can both win.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from multinic.ipam.etcd_client import DEFAULT_TIMEOUT, EtcdClient, b64, decode_kvs
 from multinic.ipam.store import ABSENT, StoreError, Versioned, check_commit, prefix_end
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PREFIX = "/multinic/ipam/"
 

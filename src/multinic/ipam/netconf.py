@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
 
 from multinic.cni.args import CniArgs
 from multinic.cni.config import NetConf
 from multinic.cni.errors import InvalidConfigError, InvalidEnvironmentError
 from multinic.cni.types import DNS, Route
 from multinic.ipam.ranges import IPAddress, IPInterface
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def ipam_section(config: NetConf) -> Mapping[str, Any]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, Protocol, TypeVar
 
 from multinic.cni.errors import TryAgainLaterError
+from multinic.records import NamedTuple, Protocol, TypeVar
 
 _T = TypeVar("_T")
 

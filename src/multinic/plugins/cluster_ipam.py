@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.errors import (
@@ -41,6 +40,10 @@ from multinic.ipam.ranges import (
     parse_whereabouts_range,
 )
 from multinic.ipam.store import Store, StoreError, StoreUnavailableError, deadline_after
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 PLUGIN_TYPE = "multinic-ipam"
 DEFAULT_DB_PATH = "/var/lib/multinic/ipam.db"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.config import Attachment
@@ -55,6 +54,10 @@ from multinic.ipam.ranges import (
     parse_range_set,
 )
 from multinic.plugins.fields import Fields
+from multinic.records import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 NAME = "multinic-host-local"
 

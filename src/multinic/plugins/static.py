@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any, NoReturn
 
 from multinic.cni import skel
 from multinic.cni.args import CniArgs
@@ -25,6 +24,10 @@ from multinic.cni.types import DNS, IPConfig, Result, Route
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.ipam.netconf import ipam_section, parse_dns, parse_routes
 from multinic.ipam.ranges import IPAddress, IPInterface
+from multinic.records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 NAME = "multinic-static"
 
