@@ -301,6 +301,8 @@ def open_store(config: StoreConfig) -> Store:
 
     try:
         return SQLiteStore(config.path)
+    except StoreUnavailableError as exc:  # other processes held the file all along
+        raise TryAgainLaterError(f"{PLUGIN_TYPE}: cannot open the IPAM store", str(exc)) from exc
     except StoreError as exc:
         raise IOFailureError(f"{PLUGIN_TYPE}: cannot open the IPAM store", str(exc)) from exc
 

@@ -14,6 +14,7 @@ import pytest
 
 from multinic.cni import skel
 from multinic.cni.errors import ErrorCode, InvalidConfigError, UnsupportedFieldError
+from multinic.ipam import sqlite_store
 from multinic.plugins.cluster_ipam import PLUGIN, parse_config
 from tests.support.etcd_cluster import EtcdCluster, free_port
 
@@ -316,3 +317,18 @@ def test_plugin_processes_sharing_one_sqlite_file_never_collide(tmp_path: Path) 
     assert len(answers) == 60
     addresses = [result["ips"][0]["address"] for _, result in answers]
     assert len(set(addresses)) == 60
+
+
+def test_a_database_held_locked_past_the_open_timeout_is_code_11(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "_OPEN_TIMEOUT", 0.3)
+    blocker = sqlite3.connect(tmp_path / "ipam.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the fresh file
+        status, out = run("ADD", conf(tmp_path, range="10.0.0.0/24"))
+        assert (status, out["code"]) == (1, ErrorCode.TRY_AGAIN_LATER), out
+        assert "busy" in out["details"]
+    finally:
+        blocker.close()
+    assert run("ADD", conf(tmp_path, range="10.0.0.0/24"))[0] == 0
