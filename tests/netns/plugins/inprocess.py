@@ -1,4 +1,9 @@
-"""Driving one of our plugins in-process against a real pod namespace, for the plugin tests."""
+"""Driving one of our plugins in-process against a real pod namespace, for the plugin tests.
+
+Calls run in the active scratch node (tests.support.lower_plugins.on_node) when a
+test entered one; in the QEMU guest, a VM of its own, there is none and they run
+in the calling thread's namespace.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from multinic.cni import skel
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
+from tests.support.lower_plugins import on_node
 
 
 class Pod:
@@ -38,7 +44,8 @@ class Pod:
         conf = {**self.conf, **extra}
         if command == "CHECK" and self.result is not None:
             conf.setdefault("prevResult", self.result)
-        status, out = skel.run(self.plugin, self.env(command), json.dumps(conf).encode())
+        env, stdin = self.env(command), json.dumps(conf).encode()
+        status, out = on_node(lambda: skel.run(self.plugin, env, stdin))
         return status, json.loads(out) if out.strip() else {}
 
     def add(self) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """multinic-bridge in real namespaces: in-process and as an executable through our runtime.
 
+The plugin's host side (the bridge, host veth ends, gateway addresses, nftables
+rules, ip_forward) lives in a scratch node namespace per test (``plugin_node``,
+tests/netns/plugins/conftest.py); it is observed with ``ip -n <node>``, and pods
+ping the node's bridge. Nothing lands in the real host's namespace.
+
 Addresses: 198.18.67.0/24-198.18.79.0/24 and fd00:64::/48 (this file's block).
 """
 
@@ -20,12 +25,23 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from multinic.plugins.bridge import PLUGIN
 from multinic.plugins.install import install_plugins
-from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN, gc_rules
+from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN
 from multinic.plugins.nftables import Tag, list_rules
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.plugins import inprocess
+from tests.netns.plugins.conftest import PluginNode
+from tests.support.lower_plugins import node_name, on_node
 
 V4, V6 = "198.18.67.0/24", "fd00:64:67::/64"
+
+pytestmark = pytest.mark.usefixtures("plugin_node")
+
+
+def node() -> str:
+    """The test's node namespace, for ``ip -n``."""
+    name = node_name()
+    assert name is not None
+    return name
 
 
 class Pod(inprocess.Pod):
@@ -60,29 +76,28 @@ def reservations(data_dir: Path, network: str = "br-net") -> list[str]:
 
 
 def ports(bridge: str) -> set[str]:
-    """The bridge's ports (compared instead of all host links: other tests run meanwhile)."""
-    return {p["ifname"] for p in lab.ip_json("link", "show", "master", bridge)}
+    """The bridge's ports in the node."""
+    return {p["ifname"] for p in lab.ip_json("link", "show", "master", bridge, netns=node())}
 
 
 def link(name: str, netns: str | None = None) -> dict[str, Any]:
-    return lab.ip_json("-d", "link", "show", name, netns=netns)[0]
+    """A link in ``netns`` (a pod), by default in the node."""
+    return lab.ip_json("-d", "link", "show", name, netns=netns or node())[0]
+
+
+def nft_chain(family: str, chain: str) -> str:
+    """``nft list chain`` of multinic's table in the node."""
+    return lab.ip("netns", "exec", node(), "nft", "list", "chain", family, "multinic", chain)
 
 
 ping = inprocess.ping
 
 
 @pytest.fixture
-def bridge(host_links: list[str]) -> str:
+def bridge(plugin_node: PluginNode) -> str:
     name = unique("mnbr")
-    host_links.append(name)  # the bridge is shared and outlives DEL: the test removes it
+    plugin_node.keep.add(name)  # shared by the network's pods, it outlives DEL
     return name
-
-
-@pytest.fixture(autouse=True)
-def no_rules_left() -> Iterator[None]:
-    """Rules a test leaves in the multinic tables for its network go, even on failure."""
-    yield
-    gc_rules(Tag("br-net", "", ""), keep=set())
 
 
 @pytest.fixture
@@ -118,7 +133,7 @@ def test_add_check_del_in_process(stack: str, pod: str, bridge: str, ipam_dir: P
     assert [ip["gateway"] for ip in result["ips"]] == [g.split("/")[0] for g in gateways]
 
     assert lab.addresses("eth0", pod) == list(pod_addresses)
-    assert sorted(lab.addresses(bridge)) == sorted(gateways)
+    assert sorted(lab.addresses(bridge, node())) == sorted(gateways)
     host_veth = link(names[1])
     assert host_veth["master"] == bridge
     assert "UP" in host_veth["flags"] and "UP" in link("eth0", pod)["flags"]
@@ -128,8 +143,8 @@ def test_add_check_del_in_process(stack: str, pod: str, bridge: str, ipam_dir: P
     attachment.ok("CHECK")
     attachment.ok("DEL", prevResult=result)  # as runtimes call it: from the host end
     assert lab.link_names(pod) == {"lo"}
-    assert names[1] not in lab.link_names()
-    assert bridge in lab.link_names()  # shared by the network's pods: DEL keeps it
+    assert names[1] not in lab.link_names(node())
+    assert bridge in lab.link_names(node())  # shared by the network's pods: DEL keeps it
     assert reservations(ipam_dir) == []
     attachment.ok("DEL", prevResult=result)  # idempotent
     attachment.ok("DEL")
@@ -150,8 +165,10 @@ def test_del_with_prev_result_never_enters_the_pod(pod: str, bridge: str, ipam_d
         "entered = sorted({'_ctypes', 'threading'} & set(sys.modules)); "
         "print(json.dumps([status, out.decode(), entered]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    done = on_node(  # the executable's process, started in the node
+        lambda: subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        )
     )
     status, out, loaded = json.loads(done.stdout)
     assert (status, out) == (0, "")
@@ -212,8 +229,9 @@ def test_is_default_gateway_adds_default_routes_via_the_bridge(
     }
     assert lab.ip_json("-4", "route", "show", "default", netns=pod)[0]["gateway"] == "198.18.69.1"
     assert lab.ip_json("-6", "route", "show", "default", netns=pod)[0]["gateway"] == "fd00:64:69::1"
-    assert sorted(lab.addresses(bridge)) == ["198.18.69.1/24", "fd00:64:69::1/64"]
-    assert (Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()) == "1"
+    assert sorted(lab.addresses(bridge, node())) == ["198.18.69.1/24", "fd00:64:69::1/64"]
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        assert lab.ip("netns", "exec", node(), "sysctl", "-n", key).strip() == "1"
     attachment.ok("CHECK")
     attachment.ok("DEL")
 
@@ -274,8 +292,8 @@ def test_layer2_only_without_ipam(pod: str, bridge: str, ipam_dir: Path) -> None
 def test_a_different_address_on_the_bridge_fails_and_leaves_nothing(
     pod: str, bridge: str, ipam_dir: Path
 ) -> None:
-    lab.ip("link", "add", bridge, "type", "bridge")
-    lab.ip("addr", "add", "198.18.71.254/24", "dev", bridge)
+    lab.ip("link", "add", bridge, "type", "bridge", netns=node())
+    lab.ip("addr", "add", "198.18.71.254/24", "dev", bridge, netns=node())
     attachment = Pod(pod, bridge_conf(bridge, ipam_dir, "198.18.71.0/24"))
     status, out = attachment.run("ADD")
     assert status == 1
@@ -285,7 +303,7 @@ def test_a_different_address_on_the_bridge_fails_and_leaves_nothing(
     # forceAddress replaces it.
     attachment.conf["forceAddress"] = True
     attachment.add()
-    assert lab.addresses(bridge) == ["198.18.71.1/24"]
+    assert lab.addresses(bridge, node()) == ["198.18.71.1/24"]
     attachment.ok("DEL")
 
 
@@ -335,7 +353,7 @@ def test_bad_config_is_a_clear_error(pod: str, bridge: str, ipam_dir: Path) -> N
         conf = {**bridge_conf(bridge, ipam_dir, "198.18.73.0/24"), **fields}
         status, out = Pod(pod, conf).run("ADD")
         assert status == 1 and out["code"] == 7 and words in out["msg"], out
-    assert bridge not in lab.link_names()
+    assert lab.link_names(node()) == {"lo"}
     assert lab.link_names(pod) == {"lo"}
 
 
@@ -351,10 +369,10 @@ def test_check_detects_drift(pod: str, bridge: str, ipam_dir: Path) -> None:
     lab.ip("addr", "add", "fd00:64:74::2/64", "dev", "eth0", "nodad", netns=pod)
     attachment.ok("CHECK")
     host_veth = result["interfaces"][1]["name"]
-    lab.ip("link", "set", host_veth, "nomaster")
+    lab.ip("link", "set", host_veth, "nomaster", netns=node())
     status, out = attachment.run("CHECK")
     assert status == 1 and "peer of 'eth0'" in out["msg"]
-    lab.ip("link", "set", host_veth, "master", bridge)
+    lab.ip("link", "set", host_veth, "master", bridge, netns=node())
     attachment.ok("CHECK")
     # The IPAM reservation is checked too.
     for name in reservations(ipam_dir):
@@ -389,7 +407,7 @@ def test_status_and_gc_delegate_to_ipam(pod: str, bridge: str, ipam_dir: Path) -
         **{"cni.dev/valid-attachments": [{"containerID": kept.container_id, "ifname": "eth0"}]},
     )
     assert reservations(ipam_dir) == ["198.18.76.2"]  # net1's reservation is gone
-    comments = {r.comment for r in list_rules("inet", MASQ_CHAIN)}
+    comments = {r.comment for r in on_node(lambda: list_rules("inet", MASQ_CHAIN))}
     assert Tag("br-net", kept.container_id, "eth0").comment() in comments
     assert Tag("br-net", dropped.container_id, "net1").comment() not in comments
     lab.delete_link("net1", pod)
@@ -401,16 +419,17 @@ def test_status_and_gc_delegate_to_ipam(pod: str, bridge: str, ipam_dir: Path) -
 
 
 @contextlib.contextmanager
-def outside_world(host_links: list[str]) -> Iterator[str]:
-    """A namespace behind the host, at 198.18.77.2 / fd00:64:77::2, with no route back to pods."""
+def outside_world(plugin_node: PluginNode) -> Iterator[str]:
+    """A namespace behind the node, at 198.18.77.2 / fd00:64:77::2, with no route back to pods."""
     name = unique("mnt-out-")
-    host_end = unique("mnout")
-    host_links.append(host_end)
+    node_end = unique("mnout")
+    plugin_node.keep.add(node_end)  # goes with the outside namespace
     with lab.scratch_netns(name):
-        lab.ip("link", "add", host_end, "type", "veth", "peer", "name", "up0", "netns", name)
-        lab.ip("addr", "add", "198.18.77.1/24", "dev", host_end)
-        lab.ip("addr", "add", "fd00:64:77::1/64", "dev", host_end, "nodad")
-        lab.ip("link", "set", host_end, "up")
+        lab.ip("link", "add", node_end, "type", "veth", "peer", "name", "up0", "netns", name,
+               netns=plugin_node.name)  # fmt: skip
+        lab.ip("addr", "add", "198.18.77.1/24", "dev", node_end, netns=plugin_node.name)
+        lab.ip("addr", "add", "fd00:64:77::1/64", "dev", node_end, "nodad", netns=plugin_node.name)
+        lab.ip("link", "set", node_end, "up", netns=plugin_node.name)
         lab.ip("addr", "add", "198.18.77.2/24", "dev", "up0", netns=name)
         lab.ip("addr", "add", "fd00:64:77::2/64", "dev", "up0", "nodad", netns=name)
         lab.ip("link", "set", "up0", "up", netns=name)
@@ -418,9 +437,9 @@ def outside_world(host_links: list[str]) -> Iterator[str]:
 
 
 def test_ip_masq_rules_and_real_traffic(
-    pod: str, bridge: str, ipam_dir: Path, host_links: list[str]
+    pod: str, bridge: str, ipam_dir: Path, plugin_node: PluginNode
 ) -> None:
-    with outside_world(host_links):
+    with outside_world(plugin_node):
         plain = Pod(pod, bridge_conf(bridge, ipam_dir, "198.18.78.0/24", isDefaultGateway=True))
         plain.add()
         # Without masquerading the outside world cannot answer: it has no route to pods.
@@ -437,21 +456,16 @@ def test_ip_masq_rules_and_real_traffic(
         masqueraded = Pod(pod, conf)
         v4, v6 = (ip["address"].split("/")[0] for ip in masqueraded.add()["ips"])
         tag = Tag("br-net", masqueraded.container_id, "eth0").comment()
-        mine = [r for r in list_rules("inet", MASQ_CHAIN) if r.comment == tag]
+        mine = [r for r in on_node(lambda: list_rules("inet", MASQ_CHAIN)) if r.comment == tag]
         assert len(mine) == 2
-        listing = subprocess.run(
-            ["nft", "list", "chain", "inet", "multinic", MASQ_CHAIN],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        listing = nft_chain("inet", MASQ_CHAIN)
         assert f"ip saddr {v4} ip daddr != {{ 198.18.78.0/24, 224.0.0.0/4 }} masquerade" in listing
         assert f"ip6 saddr {v6} ip6 daddr != {{ fd00:64:78::/64, ff00::/8 }} masquerade" in listing
         assert ping(pod, "198.18.77.2")
         assert ping(pod, "fd00:64:77::2")
         masqueraded.ok("CHECK")
         masqueraded.ok("DEL")
-        assert not [r for r in list_rules("inet", MASQ_CHAIN) if r.comment == tag]
+        assert not [r for r in on_node(lambda: list_rules("inet", MASQ_CHAIN)) if r.comment == tag]
 
 
 def test_macspoofchk_drops_frames_with_another_source_mac(
@@ -462,14 +476,9 @@ def test_macspoofchk_drops_frames_with_another_source_mac(
     result = first.add()
     second.add()
     tag = Tag("br-net", first.container_id, "eth0").comment()
-    rules = [r for r in list_rules("bridge", SPOOF_CHAIN) if r.comment == tag]
+    rules = [r for r in on_node(lambda: list_rules("bridge", SPOOF_CHAIN)) if r.comment == tag]
     assert len(rules) == 1
-    listing = subprocess.run(
-        ["nft", "list", "chain", "bridge", "multinic", SPOOF_CHAIN],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    listing = nft_chain("bridge", SPOOF_CHAIN)
     host_veth, mac = result["interfaces"][1]["name"], result["interfaces"][2]["mac"]
     assert f'iifname "{host_veth}" ether saddr != {mac} drop' in listing
     assert ping(pod, "198.18.79.3")
@@ -478,7 +487,7 @@ def test_macspoofchk_drops_frames_with_another_source_mac(
     assert not ping(pod, "198.18.79.3")
     first.ok("DEL")
     second.ok("DEL")
-    assert not [r for r in list_rules("bridge", SPOOF_CHAIN) if r.comment == tag]
+    assert not [r for r in on_node(lambda: list_rules("bridge", SPOOF_CHAIN)) if r.comment == tag]
 
 
 # -- as an executable, through our runtime ----------------------------------------------------
@@ -508,12 +517,14 @@ def test_executable_through_our_runtime_with_reference_host_local(
     net = parse_network_config_list(conflist)
     runtime = Runtime([bin_dir, REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
     rt = RuntimeConf(unique("ctr-"), str(lab.netns_path(pod)), "eth0")
-    result = runtime.add(net, rt)
+    # The runtime spawns the plugins from a thread in the node's namespace.
+    result = on_node(lambda: runtime.add(net, rt))
     assert [str(ip.address) for ip in result.ips] == ["198.18.73.2/24", "fd00:64:73::2/64"]
     assert lab.addresses("eth0", pod) == ["198.18.73.2/24", "fd00:64:73::2/64"]
     assert ping(pod, "198.18.73.1") and ping(pod, "fd00:64:73::1")
-    runtime.check(net, rt)
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
     assert lab.link_names(pod) == {"lo"}
+    assert lab.link_names(node()) == {"lo", bridge}
     assert reservations(tmp_path / "ipam", "br-exec") == []
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
