@@ -2,12 +2,16 @@
 
 Addresses: 198.18.64.0/20 and fd00:64::/48 (this block belongs to the bridge, ptp and
 loopback tests; ptp uses 198.18.72-77 and fd00:64:72-77::).
+
+The plugin's host side (host veth ends, gateway addresses, host routes, nftables
+rules, ip_forward) lives in a scratch node namespace per test (``plugin_node``,
+tests/netns/plugins/conftest.py), observed with ``ip -n <node>``; pods ping the
+node's end. Nothing lands in the real host's namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from ipaddress import ip_network
 from pathlib import Path
@@ -19,14 +23,35 @@ from multinic.cni.config import parse_network_config_list
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from multinic.plugins.install import install_plugins
-from multinic.plugins.masq import MASQ_CHAIN, gc_rules
+from multinic.plugins.masq import MASQ_CHAIN
 from multinic.plugins.nftables import Tag, list_rules
 from multinic.plugins.ptp import PLUGIN
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.plugins import inprocess
+from tests.netns.plugins.conftest import PluginNode
 from tests.netns.plugins.inprocess import ping
+from tests.support.lower_plugins import node_name, on_node
 
 NETWORK = "ptp-net"
+
+pytestmark = pytest.mark.usefixtures("plugin_node")
+
+
+def node() -> str:
+    """The test's node namespace, for ``ip -n``."""
+    name = node_name()
+    assert name is not None
+    return name
+
+
+def nft_chain(family: str, chain: str) -> str:
+    """``nft list chain`` of multinic's table in the node."""
+    return lab.ip("netns", "exec", node(), "nft", "list", "chain", family, "multinic", chain)
+
+
+def masq_rules() -> list[str]:
+    """The comments of the masquerade rules in the node."""
+    return [r.comment for r in on_node(lambda: list_rules("inet", MASQ_CHAIN))]
 
 
 class Pod(inprocess.Pod):
@@ -55,19 +80,13 @@ def reservations(data_dir: Path) -> list[str]:
 
 
 def host_ends_of(pod: str) -> set[str]:
-    """Host links whose veth peer lives in ``pod`` (other tests' links do not count)."""
-    nsid = next((n.get("id") for n in lab.ip_json("netns", "list") if n["name"] == pod), None)
+    """Node links whose veth peer lives in ``pod`` (the node's id for it)."""
+    listed = lab.ip_json("netns", "list", netns=node())
+    nsid = next((n.get("id") for n in listed if n["name"] == pod), None)
     if nsid is None:
         return set()
-    links = lab.ip_json("link", "show", "type", "veth")
+    links = lab.ip_json("link", "show", "type", "veth", netns=node())
     return {n["ifname"] for n in links if n.get("link_netnsid") == nsid}
-
-
-@pytest.fixture(autouse=True)
-def no_rules_left() -> Iterator[None]:
-    """Rules a test leaves in the multinic tables for its network go, even on failure."""
-    yield
-    gc_rules(Tag(NETWORK, "", ""), keep=set())
 
 
 @pytest.fixture
@@ -83,9 +102,7 @@ STACKS = {
 
 
 @pytest.mark.parametrize("stack", sorted(STACKS))
-def test_add_check_del_in_process(
-    stack: str, pod: str, ipam_dir: Path, host_links: list[str]
-) -> None:
+def test_add_check_del_in_process(stack: str, pod: str, ipam_dir: Path) -> None:
     subnets = STACKS[stack]
     attachment = Pod(pod, ptp_conf(ipam_dir, *subnets))
     result = attachment.add()
@@ -106,22 +123,20 @@ def test_add_check_del_in_process(
         assert to_gateway["prefsrc"] == address
         (to_subnet,) = lab.ip_json(family, "route", "show", subnet, netns=pod)
         assert to_subnet["gateway"] == gateway
-        # The host: the gateway on the host end, a host route to the pod.
-        assert f"{gateway}/{bits}" in lab.addresses(host_veth)
-        host_route = lab.ip_json(family, "route", "show", "dev", host_veth)
+        # The node: the gateway on the host end, a host route to the pod.
+        assert f"{gateway}/{bits}" in lab.addresses(host_veth, node())
+        host_route = lab.ip_json(family, "route", "show", "dev", host_veth, netns=node())
         assert any(r["dst"] == address for r in host_route)
         assert ping(pod, gateway)
     attachment.ok("CHECK")
     attachment.ok("DEL")
     assert lab.link_names(pod) == {"lo"}
-    assert host_veth not in lab.link_names()
+    assert host_veth not in lab.link_names(node())
     assert reservations(ipam_dir) == []
     attachment.ok("DEL")
 
 
-def test_two_pods_reach_each_other_through_the_host(
-    pod: str, pod2: str, ipam_dir: Path, host_links: list[str]
-) -> None:
+def test_two_pods_reach_each_other_through_the_host(pod: str, pod2: str, ipam_dir: Path) -> None:
     conf = ptp_conf(ipam_dir, "198.18.73.0/24", "fd00:64:73::/64")
     first, second = Pod(pod, conf), Pod(pod2, conf)
     first.add()
@@ -133,20 +148,21 @@ def test_two_pods_reach_each_other_through_the_host(
     assert reservations(ipam_dir) == []
 
 
-def test_mtu_and_ipam_routes(pod: str, ipam_dir: Path, host_links: list[str]) -> None:
+def test_mtu_and_ipam_routes(pod: str, ipam_dir: Path) -> None:
     conf = ptp_conf(ipam_dir, "198.18.74.0/24", mtu=1380)
     conf["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}, {"dst": "198.18.75.0/24", "gw": "198.18.74.1"}]
     attachment = Pod(pod, conf)
     result = attachment.add()
     assert lab.ip_json("link", "show", "eth0", netns=pod)[0]["mtu"] == 1380
-    assert lab.ip_json("link", "show", result["interfaces"][0]["name"])[0]["mtu"] == 1380
+    host_veth = result["interfaces"][0]["name"]
+    assert lab.ip_json("link", "show", host_veth, netns=node())[0]["mtu"] == 1380
     default = lab.ip_json("-4", "route", "show", "default", netns=pod)[0]
     assert default["gateway"] == "198.18.74.1"
     attachment.ok("CHECK")
     attachment.ok("DEL")
 
 
-def test_failures_leave_nothing_behind(pod: str, ipam_dir: Path, host_links: list[str]) -> None:
+def test_failures_leave_nothing_behind(pod: str, ipam_dir: Path) -> None:
     conf = ptp_conf(ipam_dir, "198.18.74.0/30")  # one pod address: .2
     first = Pod(pod, conf)
     first.add()
@@ -173,15 +189,15 @@ def test_failures_leave_nothing_behind(pod: str, ipam_dir: Path, host_links: lis
     assert reservations(ipam_dir) == []
 
 
-def test_check_detects_drift(pod: str, ipam_dir: Path, host_links: list[str]) -> None:
+def test_check_detects_drift(pod: str, ipam_dir: Path) -> None:
     attachment = Pod(pod, ptp_conf(ipam_dir, "198.18.75.0/24"))
     result = attachment.add()
     attachment.ok("CHECK")
     host_veth = result["interfaces"][0]["name"]
-    lab.ip("addr", "del", "198.18.75.1/32", "dev", host_veth)
+    lab.ip("addr", "del", "198.18.75.1/32", "dev", host_veth, netns=node())
     status, out = attachment.run("CHECK")
     assert status == 1 and "gateway 198.18.75.1/32 is missing" in out["msg"], out
-    lab.ip("addr", "add", "198.18.75.1/32", "dev", host_veth)
+    lab.ip("addr", "add", "198.18.75.1/32", "dev", host_veth, netns=node())
     attachment.ok("CHECK")
     lab.ip("addr", "del", "198.18.75.2/24", "dev", "eth0", netns=pod)
     status, out = attachment.run("CHECK")
@@ -189,7 +205,7 @@ def test_check_detects_drift(pod: str, ipam_dir: Path, host_links: list[str]) ->
     attachment.ok("DEL")
 
 
-def test_del_after_the_pod_namespace_is_gone(ipam_dir: Path, host_links: list[str]) -> None:
+def test_del_after_the_pod_namespace_is_gone(ipam_dir: Path) -> None:
     name = unique("mnt-pod-")
     lab.create_netns(name)
     try:
@@ -203,22 +219,23 @@ def test_del_after_the_pod_namespace_is_gone(ipam_dir: Path, host_links: list[st
 
 
 @contextlib.contextmanager
-def outside_world(host_links: list[str]) -> Iterator[str]:
-    """A namespace behind the host at 198.18.77.130, with no route back to pods."""
+def outside_world(plugin_node: PluginNode) -> Iterator[str]:
+    """A namespace behind the node at 198.18.77.130, with no route back to pods."""
     name = unique("mnt-out-")
-    host_end = unique("mnout")
-    host_links.append(host_end)
+    node_end = unique("mnout")
+    plugin_node.keep.add(node_end)  # goes with the outside namespace
     with lab.scratch_netns(name):
-        lab.ip("link", "add", host_end, "type", "veth", "peer", "name", "up0", "netns", name)
-        lab.ip("addr", "add", "198.18.77.129/25", "dev", host_end)
-        lab.ip("link", "set", host_end, "up")
+        lab.ip("link", "add", node_end, "type", "veth", "peer", "name", "up0", "netns", name,
+               netns=plugin_node.name)  # fmt: skip
+        lab.ip("addr", "add", "198.18.77.129/25", "dev", node_end, netns=plugin_node.name)
+        lab.ip("link", "set", node_end, "up", netns=plugin_node.name)
         lab.ip("addr", "add", "198.18.77.130/25", "dev", "up0", netns=name)
         lab.ip("link", "set", "up0", "up", netns=name)
         yield name
 
 
-def test_ip_masq_rules_and_real_traffic(pod: str, ipam_dir: Path, host_links: list[str]) -> None:
-    with outside_world(host_links):
+def test_ip_masq_rules_and_real_traffic(pod: str, ipam_dir: Path, plugin_node: PluginNode) -> None:
+    with outside_world(plugin_node):
         plain = Pod(pod, ptp_conf(ipam_dir, "198.18.77.0/25"))
         plain.conf["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}]
         plain.add()
@@ -228,21 +245,16 @@ def test_ip_masq_rules_and_real_traffic(pod: str, ipam_dir: Path, host_links: li
         result = masqueraded.add()
         address = result["ips"][0]["address"].split("/")[0]
         tag = Tag(NETWORK, masqueraded.container_id, "eth0").comment()
-        assert len([r for r in list_rules("inet", MASQ_CHAIN) if r.comment == tag]) == 1
-        listing = subprocess.run(
-            ["nft", "list", "chain", "inet", "multinic", MASQ_CHAIN],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        assert masq_rules().count(tag) == 1
+        listing = nft_chain("inet", MASQ_CHAIN)
         assert f"ip saddr {address} ip daddr != {{ 198.18.77.0/25, 224.0.0.0/4 }}" in listing
         assert ping(pod, "198.18.77.130")
         masqueraded.ok("CHECK")
         masqueraded.ok("DEL")
-        assert not [r for r in list_rules("inet", MASQ_CHAIN) if r.comment == tag]
+        assert tag not in masq_rules()
 
 
-def test_status_and_gc(pod: str, pod2: str, ipam_dir: Path, host_links: list[str]) -> None:
+def test_status_and_gc(pod: str, pod2: str, ipam_dir: Path) -> None:
     conf = ptp_conf(ipam_dir, "198.18.76.0/24", ipMasq=True)
     kept, dropped = Pod(pod, conf), Pod(pod2, conf)
     kept.add()
@@ -251,16 +263,14 @@ def test_status_and_gc(pod: str, pod2: str, ipam_dir: Path, host_links: list[str
     valid = [{"containerID": kept.container_id, "ifname": "eth0"}]
     kept.ok("GC", **{"cni.dev/valid-attachments": valid})
     assert reservations(ipam_dir) == ["198.18.76.2"]
-    comments = {r.comment for r in list_rules("inet", MASQ_CHAIN)}
+    comments = set(masq_rules())
     assert Tag(NETWORK, kept.container_id, "eth0").comment() in comments
     assert Tag(NETWORK, dropped.container_id, "eth0").comment() not in comments
     lab.delete_link("eth0", pod2)
     kept.ok("DEL")
 
 
-def test_executable_through_our_runtime_with_reference_host_local(
-    pod: str, tmp_path: Path, host_links: list[str]
-) -> None:
+def test_executable_through_our_runtime_with_reference_host_local(pod: str, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_plugins(str(bin_dir))
     conflist = {
@@ -282,12 +292,14 @@ def test_executable_through_our_runtime_with_reference_host_local(
     net = parse_network_config_list(conflist)
     runtime = Runtime([bin_dir, REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
     rt = RuntimeConf(unique("ctr-"), str(lab.netns_path(pod)), "eth0")
-    result = runtime.add(net, rt)
+    # The runtime spawns the plugins from a thread in the node's namespace.
+    result = on_node(lambda: runtime.add(net, rt))
     assert [str(ip.address) for ip in result.ips] == ["198.18.76.2/24", "fd00:64:76::2/64"]
     assert "UP" in lab.ip_json("link", "show", "lo", netns=pod)[0]["flags"]
     assert ping(pod, "198.18.76.1") and ping(pod, "fd00:64:76::1")
-    runtime.check(net, rt)
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
     assert lab.link_names(pod) == {"lo"}
+    assert lab.link_names(node()) == {"lo"}
     assert inprocess.reservations(tmp_path / "ipam", "ptp-exec") == []
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
