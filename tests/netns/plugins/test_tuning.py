@@ -2,8 +2,9 @@
 
 In-process tests tune one end of a veth pair the test puts in the pod (what an
 interface plugin would have made); the runtime tests chain the executable after
-the reference ``bridge`` (from /usr/lib/cni). Everything is observed
-with iproute2 and /proc/sys inside the pod. Addresses: 198.18.96.0/20, fd00:96::/48.
+the reference ``bridge`` (from /usr/lib/cni). The host side (the veths' other
+ends, the bridge) is the test's scratch node namespace (``plugin_node``), never
+the real host's. Everything is observed with iproute2 and /proc/sys inside the pod. Addresses: 198.18.96.0/20, fd00:96::/48.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from multinic.plugins import tuning
 from multinic.plugins.install import install_plugins
 from multinic.plugins.tuning import PLUGIN
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
-from tests.support.lower_plugins import call, conf, link, ok, with_prev
+from tests.netns.plugins.conftest import PluginNode
+from tests.support.lower_plugins import call, conf, link, ok, on_node, with_prev
 
 TYPE = "multinic-tuning"
+
+pytestmark = pytest.mark.usefixtures("plugin_node")
 
 SYSCTLS = {
     "net.ipv4.conf.IFNAME.arp_notify": "1",
@@ -58,12 +62,13 @@ def observe(pod: str, ifname: str = "net1") -> dict[str, Any]:
 
 
 @pytest.fixture
-def veth(pod: str, host_links: list[str]) -> str:
-    """A veth pair: one end in the pod as net1, the other on the host; the host end's name."""
+def veth(pod: str, plugin_node: PluginNode) -> str:
+    """A veth pair: one end in the pod as net1, the other on the node; the node end's name."""
     host = unique("mntu")
-    host_links.append(host)
-    lab.ip("link", "add", host, "type", "veth", "peer", "name", "net1", "netns", pod)
-    lab.ip("link", "set", host, "up")
+    plugin_node.keep.add(host)
+    lab.ip("link", "add", host, "type", "veth", "peer", "name", "net1", "netns", pod,
+           netns=plugin_node.name)  # fmt: skip
+    lab.ip("link", "set", host, "up", netns=plugin_node.name)
     lab.ip("link", "set", "net1", "up", netns=pod)
     return host
 
@@ -159,15 +164,16 @@ def test_duplicated_keys_are_refused(pod: str, veth: str, tmp_path: Path) -> Non
         "CNI_IFNAME": "net1",
         "CNI_PATH": str(REFERENCE_PLUGIN_DIR),
     }
-    status, out = skel.run(PLUGIN, env, text.encode())
+    status, out = on_node(lambda: skel.run(PLUGIN, env, text.encode()))
     assert status == 1 and b"duplicated sysctl keys" in out
     assert proc_sys(pod, "net.core.somaxconn") == before
 
 
-def test_interface_names_with_dots(pod: str, host_links: list[str], tmp_path: Path) -> None:
+def test_interface_names_with_dots(pod: str, plugin_node: PluginNode, tmp_path: Path) -> None:
     host = unique("mntu")
-    host_links.append(host)
-    lab.ip("link", "add", host, "type", "veth", "peer", "name", "eth0.96", "netns", pod)
+    plugin_node.keep.add(host)
+    lab.ip("link", "add", host, "type", "veth", "peer", "name", "eth0.96", "netns", pod,
+           netns=plugin_node.name)  # fmt: skip
     config = tuned(
         tmp_path,
         pod,
@@ -234,12 +240,13 @@ def test_prev_result_is_required(pod: str, veth: str, tmp_path: Path) -> None:
     assert link(pod, "net1")["mtu"] == 1500
 
 
-def test_del_when_the_pod_is_gone(host_links: list[str], tmp_path: Path) -> None:
+def test_del_when_the_pod_is_gone(plugin_node: PluginNode, tmp_path: Path) -> None:
     name = unique("mnt-pod-")
     with lab.scratch_netns(name):
         host = unique("mntu")
-        host_links.append(host)
-        lab.ip("link", "add", host, "type", "veth", "peer", "name", "net1", "netns", name)
+        plugin_node.keep.add(host)  # goes with the pod's namespace
+        lab.ip("link", "add", host, "type", "veth", "peer", "name", "net1", "netns", name,
+               netns=plugin_node.name)  # fmt: skip
         config = tuned(tmp_path, name, mtu=1300, sysctl={"net.ipv4.ip_forward": "1"})
         ok(PLUGIN, "ADD", config, name)
         assert state_files(tmp_path) == ["cid-1-net1.json"]
@@ -301,7 +308,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     yield Runtime([bin_dir, REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
 
 
-def bridge_plugin(host_links: list[str], tmp_path: Path) -> dict[str, Any]:
+def bridge_plugin(plugin_node: PluginNode, tmp_path: Path) -> dict[str, Any]:
     # The reference ptp works here too, but under heavy load its ADD sometimes
     # fails to delete the pod's connected route (ESRCH), a flake of its own.
     ipam = {
@@ -310,23 +317,24 @@ def bridge_plugin(host_links: list[str], tmp_path: Path) -> dict[str, Any]:
         "ranges": [[{"subnet": "198.18.100.0/24"}], [{"subnet": "fd00:96:100::/64"}]],
     }
     bridge = unique("mntb")
-    host_links.append(bridge)
+    plugin_node.keep.add(bridge)  # the bridge outlives DEL; its veth must not
     return {"type": "bridge", "bridge": bridge, "isGateway": True, "ipam": ipam}
 
 
 def test_chained_after_the_reference_bridge(
-    pod: str, host_links: list[str], tmp_path: Path, runtime: Runtime
+    pod: str, plugin_node: PluginNode, tmp_path: Path, runtime: Runtime
 ) -> None:
     fields = {**EVERYTHING, "mac": "02:00:00:96:00:10", "capabilities": {"mac": True}}
     plugins = [
-        bridge_plugin(host_links, tmp_path),
+        bridge_plugin(plugin_node, tmp_path),
         {"type": TYPE, "dataDir": str(tmp_path / "state"), **fields},
     ]
     net = parse_network_config_list({"cniVersion": "1.0.0", "name": "tunenet", "plugins": plugins})
     rt = RuntimeConf(
         "cid-rt", str(lab.netns_path(pod)), "eth0", capability_args={"mac": "02:00:00:96:00:11"}
     )
-    result = runtime.add(net, rt)
+    # The runtime spawns the plugins from a thread in the node's namespace.
+    result = on_node(lambda: runtime.add(net, rt))
     seen = link(pod, "eth0")
     assert seen["address"] == "02:00:00:96:00:11"  # the capability beats the config
     assert (seen["mtu"], seen["txqlen"], seen["promiscuity"]) == (1400, 2000, 1)
@@ -337,16 +345,16 @@ def test_chained_after_the_reference_bridge(
     assert pod_iface.mac == "02:00:00:96:00:11"
     assert {str(ip.address) for ip in result.ips} == set(lab.addresses("eth0", pod))
 
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
     lab.ip("link", "set", "eth0", "mtu", "1300", netns=pod)
     with pytest.raises(CNIError, match="drifted") as drift:
-        runtime.check(net, rt)
+        on_node(lambda: runtime.check(net, rt))
     assert "MTU is 1300, configured 1400" in str(drift.value)
 
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
     assert lab.link_names(pod) == {"lo"}
     assert state_files(tmp_path) == []
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
 
 
 def test_unreadable_state_file_does_not_block_del(pod: str, veth: str, tmp_path: Path) -> None:
