@@ -4,7 +4,9 @@ The pod interface comes from the reference ``bridge`` (/usr/lib/cni) through our
 runtime; sbr runs in-process on its result, or as an executable in the same
 conflist. The traffic test builds a two-network pod whose secondary network
 leads to a namespace the primary cannot reach, and pings it from the secondary
-address. Addresses: 198.18.96.0/20, fd00:96::/48.
+address. The bridges' side (bridge, host veth ends, gateway addresses, the
+routers' ports) is the test's scratch node namespace (``plugin_node``), never
+the real host's. Addresses: 198.18.96.0/20, fd00:96::/48.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from multinic.lab import netns as lab
 from multinic.plugins.install import install_plugins
 from multinic.plugins.sbr import PLUGIN
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
-from tests.support.lower_plugins import DUAL, V4, V6, call, ok, with_prev
+from tests.netns.plugins.conftest import PluginNode
+from tests.support.lower_plugins import DUAL, V4, V6, call, ok, on_node, with_prev
 
 TYPE = "multinic-sbr"
 V4_NET, V6_NET = "198.18.99.0/24", "fd00:96:99::/64"
+
+pytestmark = pytest.mark.usefixtures("plugin_node")
 
 
 @pytest.fixture
@@ -76,20 +81,23 @@ def bridge_network(
 
 
 @pytest.fixture
-def bridge(host_links: list[str]) -> str:
+def bridge(plugin_node: PluginNode) -> str:
     name = unique("mnsb")
-    host_links.append(name)
+    plugin_node.keep.add(name)  # the bridge outlives DEL; its veths must not
     return name
 
 
 @contextlib.contextmanager
 def attached(runtime: Runtime, net: NetworkConfigList, rt: RuntimeConf) -> Iterator[Any]:
-    """The runtime's ADD result as a dict; DEL however the test ends."""
-    result = runtime.add(net, rt)
+    """The runtime's ADD result as a dict; DEL however the test ends.
+
+    The runtime spawns the plugins from a thread in the node's namespace.
+    """
+    result = on_node(lambda: runtime.add(net, rt))
     try:
         yield result.to_dict()
     finally:
-        runtime.delete(net, rt)
+        on_node(lambda: runtime.delete(net, rt))
 
 
 def rules(pod: str) -> list[dict[str, Any]]:
@@ -288,26 +296,27 @@ def test_del_when_the_pod_is_gone(bridge: str, tmp_path: Path, runtime: Runtime)
     net = bridge_network("sbrnet", bridge, tmp_path / "ipam", stack=V4, sbr={})
     rt = RuntimeConf("cid-1", str(lab.netns_path(name)), "net1")
     with lab.scratch_netns(name):
-        runtime.add(net, rt)
+        on_node(lambda: runtime.add(net, rt))
         assert len(rules(name)) == 1
-    runtime.delete(net, rt)  # sbr's DEL succeeds with the namespace gone; bridge's too
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))  # sbr's DEL succeeds with the namespace gone
+    on_node(lambda: runtime.delete(net, rt))  # bridge's too
 
 
 # -- a multi-homed pod: replies on the secondary network leave through it ------------------
 
 
 @contextlib.contextmanager
-def router_behind(bridge: str, host_links: list[str]) -> Iterator[str]:
-    """A router on ``bridge`` (198.18.97.254, fd00:96:97::fe) to a far namespace
+def router_behind(bridge: str, node: PluginNode) -> Iterator[str]:
+    """A router on the node's ``bridge`` (198.18.97.254, fd00:96:97::fe) to a far namespace
     (198.18.98.1, fd00:96:98::1) that nothing else can reach. Yields the far namespace.
     """
     rtr, far = unique("mnt-rtr-"), unique("mnt-far-")
     port = unique("mnsp")
-    host_links.append(port)
+    node.keep.add(port)  # goes with the router's namespace
     with lab.scratch_netns(rtr), lab.scratch_netns(far):
-        lab.ip("link", "add", port, "type", "veth", "peer", "name", "rb0", "netns", rtr)
-        lab.ip("link", "set", port, "master", bridge, "up")
+        lab.ip("link", "add", port, "type", "veth", "peer", "name", "rb0", "netns", rtr,
+               netns=node.name)  # fmt: skip
+        lab.ip("link", "set", port, "master", bridge, "up", netns=node.name)
         lab.ip(
             "link", "add", "rb1", "netns", rtr, "type", "veth", "peer", "name", "f0", "netns", far
         )
@@ -327,13 +336,14 @@ def router_behind(bridge: str, host_links: list[str]) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def dead_end_on(bridge: str, host_links: list[str]) -> Iterator[None]:
-    """198.18.96.254 on ``bridge``: the primary network's gateway, which forwards nothing."""
+def dead_end_on(bridge: str, node: PluginNode) -> Iterator[None]:
+    """198.18.96.254 on the node's ``bridge``: the primary network's gateway, forwarding nothing."""
     sink, port = unique("mnt-sink-"), unique("mnsp")
-    host_links.append(port)
+    node.keep.add(port)  # goes with the sink's namespace
     with lab.scratch_netns(sink):
-        lab.ip("link", "add", port, "type", "veth", "peer", "name", "s0", "netns", sink)
-        lab.ip("link", "set", port, "master", bridge, "up")
+        lab.ip("link", "add", port, "type", "veth", "peer", "name", "s0", "netns", sink,
+               netns=node.name)  # fmt: skip
+        lab.ip("link", "set", port, "master", bridge, "up", netns=node.name)
         lab.ip("addr", "add", "198.18.96.254/24", "dev", "s0", netns=sink)
         lab.ip("link", "set", "s0", "up", netns=sink)
         lab.ip("netns", "exec", sink, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
@@ -349,13 +359,13 @@ def ping_from(pod: str, source: str, target: str) -> bool:
 
 
 def test_multi_homed_pod_replies_leave_through_the_secondary(
-    pod: str, host_links: list[str], tmp_path: Path, runtime: Runtime
+    pod: str, plugin_node: PluginNode, tmp_path: Path, runtime: Runtime
 ) -> None:
     primary_br, secondary_br = unique("mnsa"), unique("mnsb")
-    host_links += [primary_br, secondary_br]
+    plugin_node.keep.update((primary_br, secondary_br))
     for name in (primary_br, secondary_br):
-        lab.ip("link", "add", name, "type", "bridge")
-        lab.ip("link", "set", name, "up")
+        lab.ip("link", "add", name, "type", "bridge", netns=plugin_node.name)
+        lab.ip("link", "set", name, "up", netns=plugin_node.name)
     primary = bridge_network(
         "primary",
         primary_br,
@@ -382,8 +392,8 @@ def test_multi_homed_pod_replies_leave_through_the_secondary(
     net1 = RuntimeConf("cid-mh", str(lab.netns_path(pod)), "net1")
 
     with (
-        dead_end_on(primary_br, host_links),
-        router_behind(secondary_br, host_links),
+        dead_end_on(primary_br, plugin_node),
+        router_behind(secondary_br, plugin_node),
         attached(runtime, primary, eth0),
     ):
         # Without sbr the main table sends the secondary address's packets to the
@@ -438,11 +448,11 @@ def test_chain_check_through_the_runtime(
     net = parse_network_config_list({"cniVersion": "1.0.0", "name": "sbrnet", "plugins": plugins})
     rt = RuntimeConf("cid-1", str(lab.netns_path(pod)), "net1")
     with attached(runtime, net, rt) as result:
-        runtime.check(net, rt)
+        on_node(lambda: runtime.check(net, rt))
         [address] = addresses(result, 4)
         lab.ip("route", "del", "198.18.99.0/24", "table", "100", netns=pod)
         with pytest.raises(CNIError, match="drifted") as drift:
-            runtime.check(net, rt)
+            on_node(lambda: runtime.check(net, rt))
         assert "route to 198.18.99.0/24 is missing from table 100" in str(drift.value)
         assert (address, 100) in {(r["src"], int(r["table"])) for r in rules(pod)}
     assert rules(pod) == [] and lab.link_names(pod) == {"lo"}
