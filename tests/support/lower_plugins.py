@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 from multinic.cni import skel
 from multinic.dataplane import Netns, open_netns, run_in_netns
 from multinic.lab import netns as lab
+from multinic.plugins.nftables import TABLE
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 
 T = TypeVar("T")
@@ -56,6 +59,58 @@ def on_node(fn: Callable[[], T]) -> T:
 def node_name() -> str | None:
     """The active node's name for ``ip -n`` (None: this namespace)."""
     return ACTIVE_NODE[-1].name if ACTIVE_NODE else None
+
+
+#: The families of nftables tables named ``multinic`` the bridge and ptp plugins write.
+NFT_FAMILIES = ("inet", "bridge")
+
+
+def nft_rule_count(family: str, netns: str | None = None) -> int | None:
+    """Rules in multinic's ``family`` table (in ``netns``); None when the table does not exist."""
+    where = ["ip", "netns", "exec", netns] if netns else []
+    done = subprocess.run(
+        [*where, "nft", "-j", "list", "table", family, TABLE], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        return None
+    items = json.loads(done.stdout or b"{}").get("nftables", [])
+    return sum(1 for item in items if "rule" in item)
+
+
+class CheckedNode(NamedTuple):
+    """A scratch node; ``keep`` names the links (beside loopback) it may end with."""
+
+    name: str
+    keep: set[str]
+
+
+def _links_left(netns: str, keep: set[str], patience: float = 3.0) -> set[str]:
+    # The kernel removes a veth asynchronously when its peer's namespace goes
+    # (a test that deletes its pod before DEL), so give it a moment.
+    deadline = time.monotonic() + patience
+    while (left := lab.link_names(netns) - keep) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@contextlib.contextmanager
+def checked_node() -> Iterator[CheckedNode]:
+    """:func:`scratch_node` that, when the block ends normally, fails on anything left in it.
+
+    Left means a link beyond loopback and ``keep`` (a host veth DEL forgot) or a
+    rule in multinic's nftables tables (a masquerade or spoof-check rule DEL
+    forgot). Deleting the namespace then removes the rest. Make the pods before
+    entering it, so their host veths are still there to be seen.
+    """
+    with scratch_node() as node:
+        checked = CheckedNode(node.name, {"lo"})
+        yield checked
+        leaked = sorted(_links_left(node.name, checked.keep))
+        details = lab.ip("-d", "link", "show", netns=node.name) if leaked else ""
+        rules = {f: n for f in NFT_FAMILIES if (n := nft_rule_count(f, node.name))}
+        assert not leaked and not rules, (
+            f"left behind in the node: links {leaked}, nftables rules {rules}\n{details}"
+        )
 
 
 V4 = "v4"
