@@ -2,7 +2,13 @@
 
 Proves the runtime speaks the protocol the reference plugins expect: config
 injection, prevResult chaining, libcni's cache format, CHECK, DEL (twice) and
-GC, with nothing left behind in the pod, on the host or on disk.
+GC, with nothing left behind in the pod, on the node or on disk.
+
+The plugins' host side (bridges, host veth ends, gateway addresses, a macvlan
+parent) is a scratch node namespace per test (``checked_node``): the runtime is
+called from a thread in it, so its executables start there. Nothing lands in the
+real host's namespace; before the node goes, a link beyond those the test kept
+fails the test.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +28,33 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import unique
 from tests.support.conflists import bridge_plugin, conflist, host_local
+from tests.support.lower_plugins import CheckedNode, checked_node, on_node
 
 SUBNET_V4 = ipaddress.ip_network("198.18.10.0/24")
 SUBNET_V6 = ipaddress.ip_network("fd00:18:10::/64")
 
 
+@pytest.fixture(autouse=True)
+def node(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
+    """The node the plugins run in; the pods are made first so they outlive its check."""
+    for name in ("pod", "pod2"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    with checked_node() as checked:
+        yield checked
+
+
 def bridge_network(
     name: str,
-    host_links: list[str],
+    node: CheckedNode,
     data_dir: Path,
     *then: dict[str, Any],
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (SUBNET_V4,),
     versions: list[str] | None = None,
 ) -> NetworkConfigList:
-    """bridge (a fresh one, removed after the test) + host-local, then ``then``."""
+    """bridge (a fresh one, which outlives DEL, on the node) + host-local, then ``then``."""
     bridge = unique("mntbr")
-    host_links.append(bridge)
+    node.keep.add(bridge)
     first = bridge_plugin(bridge, host_local(data_dir, *subnets))
     return parse_network_config_list(
         conflist(name, first, *then, versions=versions or ["0.4.0", "1.0.0"])
@@ -71,13 +89,13 @@ def assert_cache_entry(runtime: Runtime, net: NetworkConfigList, rt: RuntimeConf
 
 
 def test_bridge_host_local_add_check_del(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "ipam"
-    net = bridge_network("interop-bridge", host_links, data_dir)
+    net = bridge_network("interop-bridge", node, data_dir)
     rt = attach(pod)
 
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     assert net.negotiated_version() == "1.0.0"
     assert result.cni_version == "1.0.0"
@@ -90,79 +108,73 @@ def test_bridge_host_local_add_check_del(
     entry = assert_cache_entry(runtime, net, rt)
     assert entry["result"] == result.to_dict()
 
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
 
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
     assert "eth0" not in lab.link_names(pod)
     assert reservations(data_dir, net.name) == set()
     assert not runtime.cache.path(net.name, rt.container_id, rt.ifname).exists()
-    runtime.delete(net, rt)  # a second DEL succeeds
+    on_node(lambda: runtime.delete(net, rt))  # a second DEL succeeds
 
 
-def test_dual_stack_bridge(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
-) -> None:
-    net = bridge_network(
-        "interop-dual", host_links, tmp_path / "ipam", subnets=(SUBNET_V4, SUBNET_V6)
-    )
+def test_dual_stack_bridge(runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path) -> None:
+    net = bridge_network("interop-dual", node, tmp_path / "ipam", subnets=(SUBNET_V4, SUBNET_V6))
     rt = attach(pod)
 
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     networks = sorted((ip.address.network for ip in result.ips), key=lambda n: n.version)
     assert networks == [SUBNET_V4, SUBNET_V6]
     in_pod = lab.addresses("eth0", netns=pod)
     assert {str(ip.address) for ip in result.ips} <= set(in_pod)
-    runtime.check(net, rt)
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
     assert "eth0" not in lab.link_names(pod)
 
 
-def test_check_reports_drift(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
-) -> None:
-    net = bridge_network("interop-drift", host_links, tmp_path / "ipam")
+def test_check_reports_drift(runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path) -> None:
+    net = bridge_network("interop-drift", node, tmp_path / "ipam")
     rt = attach(pod)
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     lab.ip("addr", "del", str(result.ips[0].address), "dev", "eth0", netns=pod)
 
     with pytest.raises(CNIError) as failure:
-        runtime.check(net, rt)
+        on_node(lambda: runtime.check(net, rt))
     assert "bridge" in str(failure.value)
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
 
 
-def test_ptp(runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path) -> None:
+def test_ptp(runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path) -> None:
     data_dir = tmp_path / "ipam"
     ptp = {"type": "ptp", "ipMasq": False, "mtu": 1400, "ipam": host_local(data_dir, SUBNET_V4)}
     net = parse_network_config_list(conflist("interop-ptp", ptp))
     rt = attach(pod)
 
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     host_side = [i.name for i in result.interfaces if not i.sandbox]
     assert len(host_side) == 1
-    assert host_side[0] in lab.link_names()
+    assert host_side[0] in lab.link_names(node.name)
     assert lab.addresses("eth0", netns=pod) == [str(result.ips[0].address)]
     pod_link = lab.ip_json("link", "show", "eth0", netns=pod)[0]
     assert pod_link["mtu"] == 1400
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
 
-    runtime.delete(net, rt)
-    assert host_side[0] not in lab.link_names()
+    on_node(lambda: runtime.delete(net, rt))
+    assert host_side[0] not in lab.link_names(node.name)
     assert "eth0" not in lab.link_names(pod)
     assert reservations(data_dir, net.name) == set()
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
 
 
 def test_macvlan_on_a_veth_parent(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     parent, peer = unique("mntpa"), unique("mntpb")
-    host_links.append(parent)
-    lab.ip("link", "add", parent, "type", "veth", "peer", "name", peer)
-    lab.ip("link", "set", parent, "up")
+    node.keep.update((parent, peer))
+    lab.ip("link", "add", parent, "type", "veth", "peer", "name", peer, netns=node.name)
+    lab.ip("link", "set", parent, "up", netns=node.name)
     data_dir = tmp_path / "ipam"
     macvlan = {
         "type": "macvlan",
@@ -173,7 +185,7 @@ def test_macvlan_on_a_veth_parent(
     net = parse_network_config_list(conflist("interop-macvlan", macvlan))
     rt = attach(pod, ifname="net1")
 
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     (iface,) = result.interfaces
     assert iface.name == "net1"
@@ -182,16 +194,16 @@ def test_macvlan_on_a_veth_parent(
     assert link["linkinfo"]["info_kind"] == "macvlan"
     assert link["linkinfo"]["info_data"]["mode"] == "bridge"
     assert lab.addresses("net1", netns=pod) == [str(result.ips[0].address)]
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
 
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
     assert "net1" not in lab.link_names(pod)
     assert reservations(data_dir, net.name) == set()
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
 
 
 def test_bridge_then_tuning_chain(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     tuning = {
         "type": "tuning",
@@ -199,10 +211,10 @@ def test_bridge_then_tuning_chain(
         "mac": "02:00:5e:10:00:42",
         "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"},
     }
-    net = bridge_network("interop-tuning", host_links, tmp_path / "ipam", tuning)
+    net = bridge_network("interop-tuning", node, tmp_path / "ipam", tuning)
     rt = attach(pod)
 
-    result = runtime.add(net, rt)
+    result = on_node(lambda: runtime.add(net, rt))
 
     link = lab.ip_json("link", "show", "eth0", netns=pod)[0]
     assert link["mtu"] == 1360
@@ -211,23 +223,23 @@ def test_bridge_then_tuning_chain(
     assert sandbox[0].mac == "02:00:5e:10:00:42"  # tuning rewrote bridge's result
     arp_notify = lab.ip("netns", "exec", pod, "cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify")
     assert arp_notify.strip() == "1"
-    runtime.check(net, rt)
+    on_node(lambda: runtime.check(net, rt))
 
-    runtime.delete(net, rt)
+    on_node(lambda: runtime.delete(net, rt))
     assert "eth0" not in lab.link_names(pod)
 
 
 def test_gc_with_empty_valid_list_releases_everything_cached(
-    runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, pod2: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "ipam"
-    net = bridge_network("interop-gc", host_links, data_dir)
+    net = bridge_network("interop-gc", node, data_dir)
     first, second = attach(pod), attach(pod2)
-    runtime.add(net, first)
-    runtime.add(net, second)
+    on_node(lambda: runtime.add(net, first))
+    on_node(lambda: runtime.add(net, second))
     assert len(reservations(data_dir, net.name)) == 2
 
-    runtime.gc(net, [])
+    on_node(lambda: runtime.gc(net, []))
 
     assert reservations(data_dir, net.name) == set()
     assert list(runtime.cache.attachments(net.name)) == []
@@ -236,15 +248,15 @@ def test_gc_with_empty_valid_list_releases_everything_cached(
 
 
 def test_gc_keeps_valid_attachments(
-    runtime: Runtime, pod: str, pod2: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, pod2: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "ipam"
-    net = bridge_network("interop-gc-keep", host_links, data_dir)
+    net = bridge_network("interop-gc-keep", node, data_dir)
     kept, stale = attach(pod), attach(pod2)
-    kept_ip = runtime.add(net, kept).ips[0].address.ip
-    runtime.add(net, stale)
+    kept_ip = on_node(lambda: runtime.add(net, kept)).ips[0].address.ip
+    on_node(lambda: runtime.add(net, stale))
 
-    runtime.gc(net, [Attachment(kept.container_id, kept.ifname)])
+    on_node(lambda: runtime.gc(net, [Attachment(kept.container_id, kept.ifname)]))
 
     assert reservations(data_dir, net.name) == {str(kept_ip)}
     assert [(a.container_id, a.ifname) for a in runtime.cache.attachments(net.name)] == [
@@ -252,19 +264,19 @@ def test_gc_keeps_valid_attachments(
     ]
     assert "eth0" in lab.link_names(pod)
     assert "eth0" not in lab.link_names(pod2)
-    runtime.delete(net, kept)
+    on_node(lambda: runtime.delete(net, kept))
 
 
 def test_unsupported_version_fails_cleanly(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     """The reference plugins here speak up to 1.0.0: a 1.1.0 list fails with code 1."""
     data_dir = tmp_path / "ipam"
-    net = bridge_network("interop-version", host_links, data_dir, versions=["1.0.0", "1.1.0"])
+    net = bridge_network("interop-version", node, data_dir, versions=["1.0.0", "1.1.0"])
     rt = attach(pod)
 
     with pytest.raises(CNIError) as failure:
-        runtime.add(net, rt)
+        on_node(lambda: runtime.add(net, rt))
 
     assert failure.value.code == 1
     assert "bridge" in str(failure.value)
@@ -274,16 +286,16 @@ def test_unsupported_version_fails_cleanly(
 
 
 def test_failed_chain_is_rolled_back(
-    runtime: Runtime, pod: str, host_links: list[str], tmp_path: Path
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
     """tuning refuses a sysctl outside the interface: bridge's work must be undone."""
     data_dir = tmp_path / "ipam"
     bad_tuning = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}}
-    net = bridge_network("interop-rollback", host_links, data_dir, bad_tuning)
+    net = bridge_network("interop-rollback", node, data_dir, bad_tuning)
     rt = attach(pod)
 
     with pytest.raises(CNIError) as failure:
-        runtime.add(net, rt)
+        on_node(lambda: runtime.add(net, rt))
 
     assert "tuning" in str(failure.value)
     assert "eth0" not in lab.link_names(pod)
