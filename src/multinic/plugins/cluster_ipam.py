@@ -247,6 +247,8 @@ def _optional_string(raw: Mapping[str, Any], key: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must be a string")
+    if "\0" in value:
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{key} must not contain a NUL character")
     return value
 
 

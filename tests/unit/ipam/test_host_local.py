@@ -291,6 +291,7 @@ def test_old_result_versions_tag_each_address(tmp_path: Path) -> None:
         ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}, 7, "overlaps"),
         ({"routes": [{"dst": "nowhere"}]}, 7, "ipam.routes[0].dst"),
         ({"dataDir": 5}, 7, "'dataDir'"),
+        ({"dataDir": "/var/lib/cni\0"}, 7, "'dataDir' must not contain a NUL"),
         ({"resolvConf": "/nonexistent/resolv.conf"}, 7, "resolvConf"),
         ({"runtimeConfig": {"ips": ["10.0.0.x"]}}, 7, "runtimeConfig.ips[0]"),
         ({"CNI_ARGS": "IP=nonsense"}, ErrorCode.INVALID_ENVIRONMENT, "CNI_ARGS IP"),

@@ -19,6 +19,8 @@ CONF = {
     "args": {"a": "1", "b": 2},
     "gw": "10.0.0.1",
     "nothing": None,
+    "dataDir": "/var/lib/cni\0/networks",
+    "sysctl": {"net.ipv4.ip_forward": "1\0"},
 }
 
 
@@ -56,6 +58,11 @@ def test_absent_and_null_fields_take_the_default() -> None:
         (
             lambda f: f.mapping_of_strings("args"),
             "multinic-bridge.args: field 'b' must be a string",
+        ),
+        (lambda f: f.string("dataDir"), "'dataDir' must not contain a NUL character"),
+        (
+            lambda f: f.mapping_of_strings("sysctl"),
+            "multinic-bridge.sysctl: field 'net.ipv4.ip_forward' must not contain a NUL",
         ),
     ],
 )
