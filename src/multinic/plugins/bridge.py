@@ -41,6 +41,7 @@ from multinic.dataplane import (
     get_link,
     host_netns,
     list_addresses,
+    list_links,
     open_netns,
     read_sysctl,
     set_hairpin,
@@ -270,6 +271,9 @@ def _add(
     pod: Netns,
     undo: contextlib.ExitStack,
 ) -> Result:
+    if find_link(host, conf.bridge) is None:
+        # Undone last (LIFO): a failed first ADD leaves no empty bridge behind.
+        undo.callback(_quietly, _remove_unused_bridge, host, conf.bridge)
     br = ensure_bridge(
         host,
         conf.bridge,
@@ -312,6 +316,24 @@ def _add(
     if conf.dns:
         result = result._replace(dns=conf.dns)
     return result
+
+
+def _remove_unused_bridge(host: Netns, name: str) -> None:
+    """Undo of the ADD that created the bridge: remove it, unless a pod is on it by now.
+
+    A concurrent ADD may have found the new bridge and attached its pod: a port
+    whose peer is in another namespace. The only other ports this ADD can have
+    made are the VLAN gateway's (a veth pair on the node), which go with it.
+    """
+    br = find_link(host, name)
+    if br is None or br.kind != "bridge":
+        return
+    ports = [link for link in list_links(host) if link.master == br.ifindex]
+    if any(port.parent_netnsid is not None for port in ports):
+        return
+    for port in ports:
+        delete_link(host, port, missing_ok=True)
+    delete_link(host, br, missing_ok=True)
 
 
 def _mac_pinned(bridge: str) -> bool:

@@ -22,8 +22,9 @@ import pytest
 
 from multinic.cni.config import parse_network_config_list
 from multinic.cni.runtime import Runtime, RuntimeConf
+from multinic.dataplane import host_netns
 from multinic.lab import netns as lab
-from multinic.plugins.bridge import PLUGIN
+from multinic.plugins.bridge import PLUGIN, _remove_unused_bridge
 from multinic.plugins.install import install_plugins
 from multinic.plugins.masq import MASQ_CHAIN, SPOOF_CHAIN
 from multinic.plugins.nftables import Tag, list_rules
@@ -305,6 +306,49 @@ def test_a_different_address_on_the_bridge_fails_and_leaves_nothing(
     attachment.add()
     assert lab.addresses(bridge, node()) == ["198.18.71.1/24"]
     attachment.ok("DEL")
+
+
+def test_a_failed_first_add_removes_the_bridge_it_created(pod: str, ipam_dir: Path) -> None:
+    name = unique("mnbr")
+    for ipam in ({"type": "no-such-ipam"}, {"type": "multinic-host-local", "ranges": "x"}):
+        status, out = Pod(pod, {**bridge_conf(name, ipam_dir), "ipam": ipam}).run("ADD")
+        assert status == 1, out
+        assert lab.link_names(node()) == {"lo"}, out  # no bridge, no veth
+        assert lab.link_names(pod) == {"lo"}
+    # The pod's interface name is taken: the ADD fails before any IPAM, after the bridge.
+    lab.ip("link", "add", "eth0", "type", "bridge", netns=pod)
+    status, out = Pod(pod, bridge_conf(name, ipam_dir, "198.18.79.0/24")).run("ADD")
+    assert status == 1 and "eth0" in out.get("details", ""), out
+    assert lab.link_names(node()) == {"lo"}
+    assert reservations(ipam_dir) == []
+    lab.delete_link("eth0", netns=pod)
+    # A bridge someone else made stays, however the ADD ends.
+    lab.ip("link", "add", name, "type", "bridge", netns=node())
+    status, out = Pod(pod, {**bridge_conf(name, ipam_dir), "ipam": {"type": "no-such-ipam"}}).run(
+        "ADD"
+    )
+    assert status == 1 and lab.link_names(node()) == {"lo", name}, out
+    lab.delete_link(name, netns=node())
+
+
+def test_undoing_a_new_bridge_keeps_it_while_a_pod_is_on_it(pod: str) -> None:
+    name, gateway, port, pod_end = unique("mnbr"), unique("mg"), unique("mq"), unique("mp")
+    lab.ip("link", "add", name, "type", "bridge", netns=node())
+    lab.ip("link", "add", gateway, "type", "veth", "peer", "name", port, netns=node())
+    lab.ip("link", "set", port, "master", name, netns=node())  # as a VLAN gateway's pair
+    lab.ip("link", "add", pod_end, "type", "veth", "peer", "name", "x" + pod_end, netns=node())
+    lab.ip("link", "set", "x" + pod_end, "netns", pod, netns=node())
+    lab.ip("link", "set", pod_end, "master", name, netns=node())  # a concurrent ADD's pod
+
+    def undo() -> None:
+        with host_netns() as host:
+            _remove_unused_bridge(host, name)
+
+    on_node(undo)
+    assert lab.link_names(node()) == {"lo", name, gateway, port, pod_end}
+    lab.delete_link(pod_end, netns=node())
+    on_node(undo)
+    assert lab.link_names(node()) == {"lo"}
 
 
 def test_failures_leave_nothing_behind(pod: str, bridge: str, ipam_dir: Path) -> None:
