@@ -198,6 +198,8 @@ def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
     deadline = _seconds(section, "deadline", at, DEFAULT_DEADLINE)
     if kind == "sqlite":
         path = _optional_string(section, "path", at) or DEFAULT_DB_PATH
+        if not path.startswith("/"):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.path must be an absolute path")
         return StoreConfig("sqlite", path=path, deadline=deadline)
     if kind == "etcd":
         endpoints = section.get("endpoints")

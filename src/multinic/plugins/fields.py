@@ -56,6 +56,14 @@ class Fields:
             raise self.error(key, "is required")
         return value
 
+    def path(self, key: str) -> str:
+        """An absolute path, or "" when absent: a relative one would depend on the
+        runtime's working directory, which nobody configures."""
+        value = self.string(key)
+        if value and not value.startswith("/"):
+            raise self.error(key, f"must be an absolute path, not {value!r}")
+        return value
+
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self._get(key, bool, "true or false")
         return default if value is None else bool(value)

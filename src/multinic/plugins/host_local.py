@@ -80,8 +80,8 @@ def load_config(request: skel.Request) -> HostLocalConfig:
         network=request.config.name,
         range_sets=_range_sets(ipam, request.config.runtime_config),
         routes=parse_routes(ipam.get("routes"), "ipam.routes"),
-        data_dir=fields.string("dataDir"),
-        resolv_conf=fields.string("resolvConf"),
+        data_dir=fields.path("dataDir"),
+        resolv_conf=fields.path("resolvConf"),
         requested=tuple(plain_address(ip) for ip in requested_ips(request.config, request.args)),
     )
 

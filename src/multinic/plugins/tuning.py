@@ -263,7 +263,7 @@ def load_conf(request: skel.Request) -> TuningConf:
         mtu=mtu or None,  # 0 means unset, as in the reference
         txqlen=txqlen,
         allmulti=allmulti,
-        data_dir=fields.string("dataDir") or DEFAULT_DATA_DIR,
+        data_dir=fields.path("dataDir") or DEFAULT_DATA_DIR,
     )
 
 

@@ -292,6 +292,8 @@ def test_old_result_versions_tag_each_address(tmp_path: Path) -> None:
         ({"routes": [{"dst": "nowhere"}]}, 7, "ipam.routes[0].dst"),
         ({"dataDir": 5}, 7, "'dataDir'"),
         ({"dataDir": "/var/lib/cni\0"}, 7, "'dataDir' must not contain a NUL"),
+        ({"dataDir": "networks"}, 7, "'dataDir' must be an absolute path"),
+        ({"resolvConf": "resolv.conf"}, 7, "'resolvConf' must be an absolute path"),
         ({"resolvConf": "/nonexistent/resolv.conf"}, 7, "resolvConf"),
         ({"runtimeConfig": {"ips": ["10.0.0.x"]}}, 7, "runtimeConfig.ips[0]"),
         ({"CNI_ARGS": "IP=nonsense"}, ErrorCode.INVALID_ENVIRONMENT, "CNI_ARGS IP"),

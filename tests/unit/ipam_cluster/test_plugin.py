@@ -115,6 +115,7 @@ def test_overlapping_ranges_switch() -> None:
         ({"range": "10.0.0.0/24", "store": {"deadline": -1}}, "positive"),
         ({"range": "10.0.0.0/24", "store": []}, "must be an object"),
         ({"range": "10.0.0.0/24", "store": {"path": "/tmp/\0"}}, "NUL"),
+        ({"range": "10.0.0.0/24", "store": {"path": "ipam.db"}}, "absolute path"),
         ({"range": "10.0.0.0/24", "block_prefix_v4": 33}, "prefix length"),
         ({"range": "10.0.0.0/24", "node_slice_size": "/x"}, "node_slice_size"),
         ({"range": "10.0.0.0/24", "enable_overlapping_ranges": "yes"}, "true or false"),

@@ -116,6 +116,7 @@ def test_mac_precedence_and_args_cni() -> None:
         ({"sysctl": {"net.ipv4.ip_forward": 1}}, "must be a string"),
         ({"sysctl": ["net.ipv4.ip_forward"]}, "'sysctl' must be an object"),
         ({"mac": "02:00:00:00:00"}, "invalid MAC"),
+        ({"dataDir": "tuning"}, "'dataDir' must be an absolute path"),
     ],
 )
 def test_bad_tuning_fields(fields: dict[str, Any], problem: str) -> None:
