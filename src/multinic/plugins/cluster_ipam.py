@@ -311,11 +311,15 @@ def open_store(config: StoreConfig) -> Store:
         raise IOFailureError(f"{PLUGIN_TYPE}: cannot open the IPAM store", str(exc)) from exc
 
 
-def load(request: skel.Request) -> IPAMConfig:
+def ipam_section(request: skel.Request) -> Mapping[str, Any]:
     raw = request.config.ipam
     if raw is None:
         raise InvalidConfigError(f"{PLUGIN_TYPE}: the network config has no ipam section")
-    return parse_config(raw, request.config.name)
+    return raw
+
+
+def load(request: skel.Request) -> IPAMConfig:
+    return parse_config(ipam_section(request), request.config.name)
 
 
 def _owner(config: IPAMConfig, request: skel.Request) -> blocks.Owner:
@@ -343,7 +347,7 @@ class ClusterIPAM:
         config = load(request)
         wanted = match_requested(config.pools, requested_addresses(request))
         owner = _owner(config, request)
-        with _opened(config) as store:
+        with _opened(config.store) as store:
             deadline = deadline_after(config.store.deadline)
             held = blocks.allocate(
                 store, blocks.Request(owner, config.node, config.pools, wanted), deadline
@@ -357,13 +361,16 @@ class ClusterIPAM:
         return build_result(config, held, request.config.cni_version)
 
     def delete(self, request: skel.Request) -> None:
-        config = load(request)
-        with _opened(config) as store:
-            blocks.release(store, _owner(config, request), deadline_after(config.store.deadline))
+        # Only the store section matters: a network whose ranges were broken after
+        # its pods were added must not leave those pods stuck in DEL.
+        where = _store(ipam_section(request), "ipam")
+        owner = blocks.Owner(request.config.name, request.container_id, request.ifname)
+        with _opened(where) as store:
+            blocks.release(store, owner, deadline_after(where.deadline))
 
     def check(self, request: skel.Request) -> None:
         config = load(request)
-        with _opened(config) as store:
+        with _opened(config.store) as store:
             held = blocks.lookup(
                 store, _owner(config, request), deadline_after(config.store.deadline)
             )
@@ -384,7 +391,7 @@ class ClusterIPAM:
     def status(self, request: skel.Request) -> None:
         config = load(request)
         try:
-            with _opened(config) as store:
+            with _opened(config.store) as store:
                 store.snapshot(["status"], deadline=deadline_after(config.store.deadline))
         except (CNIError, StoreError) as exc:
             raise PluginNotAvailableError(
@@ -396,7 +403,7 @@ class ClusterIPAM:
         valid = request.config.valid_attachments
         if valid is None:
             return  # no list from the runtime: never release what might be in use
-        with _opened(config) as store:
+        with _opened(config.store) as store:
             blocks.gc(store, config.network, valid, deadline_after(config.store.deadline))
 
 
@@ -413,8 +420,8 @@ def _fits(
 class _opened:  # noqa: N801 - used as a context manager, reads like `with open(...)`
     """Open the store for one request, close it after, and map store errors to CNI ones."""
 
-    def __init__(self, config: IPAMConfig) -> None:
-        self.store = open_store(config.store)
+    def __init__(self, config: StoreConfig) -> None:
+        self.store = open_store(config)
 
     def __enter__(self) -> Store:
         return self.store

@@ -231,6 +231,18 @@ def test_del_releases_and_del_of_unknown_succeeds(tmp_path: Path) -> None:
     assert not [k for k in rows(tmp_path) if k.startswith(("handles/", "ips/"))]
 
 
+def test_del_needs_only_the_store_so_a_broken_range_does_not_block_it(tmp_path: Path) -> None:
+    config = conf(tmp_path, range="10.35.1.0/24")
+    assert run("ADD", config)[0] == 0
+    broken = conf(tmp_path, range="10.35.1.0/33", node_name="bad name")
+    assert run("ADD", broken)[1]["code"] == ErrorCode.INVALID_NETWORK_CONFIG
+    assert run("DEL", broken) == (0, {})
+    assert not [k for k in rows(tmp_path) if k.startswith(("handles/", "ips/"))]
+    # The store itself is still read: a broken store section is an error.
+    status, error = run("DEL", conf(tmp_path, range="10.35.1.0/24", store={"type": "redis"}))
+    assert status == 1 and error["code"] == ErrorCode.INVALID_NETWORK_CONFIG
+
+
 def test_check_notices_a_prev_result_that_disagrees(tmp_path: Path) -> None:
     config = conf(tmp_path, range="10.36.0.0/24")
     run("ADD", config)
