@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from multinic.cni import skel
-from multinic.cni.errors import CNIError, InvalidConfigError
+from multinic.cni.errors import CNIError, InvalidConfigError, UnsupportedFieldError
 from multinic.cni.types import DNS, Interface, IPConfig, Result, Route
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.dataplane import (
@@ -62,6 +62,7 @@ from multinic.plugins.fields import Fields, plugin_fields
 from multinic.plugins.veth import (
     create_pod_veth,
     delete_pod_link,
+    delete_unreadable,
     interface_of,
     random_veth_name,
     requested_mac,
@@ -190,7 +191,11 @@ class Bridge:
         return result
 
     def delete(self, request: skel.Request) -> None:
-        conf = load_conf(request)
+        try:
+            conf = load_conf(request)
+        except (InvalidConfigError, UnsupportedFieldError):
+            delete_unreadable(request)
+            return
         # As the reference: the pod's link first (its host veth goes with it), then IPAM.
         if not _delete_host_end(request, conf):
             delete_pod_link(request.netns, request.ifname)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ipaddress import ip_interface, ip_network
 
 from multinic.cni import skel
-from multinic.cni.errors import CNIError, InvalidConfigError
+from multinic.cni.errors import CNIError, InvalidConfigError, UnsupportedFieldError
 from multinic.cni.types import DNS, IPConfig, Result
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.dataplane import (
@@ -46,7 +46,12 @@ from multinic.plugins.attach import (
 )
 from multinic.plugins.delegate import delegate, ipam_add, ipam_check, ipam_del, ipam_type
 from multinic.plugins.fields import plugin_fields
-from multinic.plugins.veth import create_pod_veth, delete_pod_link, interface_of
+from multinic.plugins.veth import (
+    create_pod_veth,
+    delete_pod_link,
+    delete_unreadable,
+    interface_of,
+)
 from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -98,7 +103,11 @@ class Ptp:
         return result
 
     def delete(self, request: skel.Request) -> None:
-        conf = load_conf(request)
+        try:
+            conf = load_conf(request)
+        except (InvalidConfigError, UnsupportedFieldError):
+            delete_unreadable(request)
+            return
         # As the reference: IPAM first, then the pod's link (its host end goes with it).
         ipam_del(request)
         delete_pod_link(request.netns, request.ifname)

@@ -8,10 +8,11 @@ fails before anything exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 
-from multinic.cni.errors import InvalidConfigError
+from multinic.cni.errors import InvalidConfigError, UnsupportedFieldError
 from multinic.cni.skel import Request
 from multinic.cni.types import Interface
 from multinic.dataplane import (
@@ -107,3 +108,27 @@ def delete_pod_link(netns_path: str, ifname: str) -> bool:
         return False
     with pod:
         return delete_link(pod, ifname, missing_ok=True)
+
+
+def delete_unreadable(request: Request) -> None:
+    """DEL when the plugin cannot read its config: remove what is found by name.
+
+    A config broken from the start made no ADD succeed, and one broken since (a
+    runtime without a cached config) must not leave the pod stuck in DEL: the
+    pod's link goes (its host end with it), IPAM is asked to release (if it
+    cannot read the config either, GC reclaims the address later; any other
+    IPAM failure, such as an unreachable store, is returned so DEL is retried),
+    and this attachment's nftables rules go by their tag.
+    """
+    from multinic.plugins import masq  # the rarely taken path pays for its import
+    from multinic.plugins.delegate import ipam_del
+    from multinic.plugins.nftables import Tag
+
+    delete_pod_link(request.netns, request.ifname)
+    ipam = request.config.ipam
+    if ipam is not None and isinstance(ipam.get("type"), str):
+        with contextlib.suppress(InvalidConfigError, UnsupportedFieldError):
+            ipam_del(request)
+    tag = Tag(request.config.name, request.container_id, request.ifname)
+    masq.teardown_masq(tag)
+    masq.teardown_spoofcheck(tag)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from multinic.cni.config import parse_network_config_list
+from multinic.cni.errors import ErrorCode
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.dataplane import host_netns
 from multinic.lab import netns as lab
@@ -31,6 +32,7 @@ from multinic.plugins.nftables import Tag, list_rules
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.plugins import inprocess
 from tests.netns.plugins.conftest import PluginNode
+from tests.support.etcd_cluster import free_port
 from tests.support.lower_plugins import node_name, on_node
 
 V4, V6 = "198.18.67.0/24", "fd00:64:67::/64"
@@ -510,6 +512,30 @@ def test_ip_masq_rules_and_real_traffic(
         masqueraded.ok("CHECK")
         masqueraded.ok("DEL")
         assert not [r for r in on_node(lambda: list_rules("inet", MASQ_CHAIN)) if r.comment == tag]
+
+
+def test_del_with_a_config_broken_since_add_removes_everything(
+    pod: str, bridge: str, ipam_dir: Path
+) -> None:
+    # A runtime without a cached config sends today's config; one that no longer
+    # parses must not leave the pod stuck in DEL.
+    conf = bridge_conf(bridge, ipam_dir, "198.18.76.0/24", ipMasq=True, macspoofchk=True)
+    attachment = Pod(pod, conf)
+    attachment.add()
+    tag = Tag("br-net", attachment.container_id, "eth0").comment()
+    for broken in ({"mtu": "1400"}, {"vlan": 5000, "ipam": {**conf["ipam"], "ranges": "x"}}):
+        status, out = attachment.run("DEL", **broken)
+        assert status == 0, out
+    assert lab.link_names(pod) == {"lo"}
+    assert ports(bridge) == set()
+    assert reservations(ipam_dir) == []
+    for family, chain in (("inet", MASQ_CHAIN), ("bridge", SPOOF_CHAIN)):
+        assert not [r for r in on_node(lambda: list_rules(family, chain)) if r.comment == tag]  # noqa: B023
+    # An IPAM failing for another reason than its config still fails DEL (to be retried).
+    dead = {"type": "etcd", "endpoints": [f"127.0.0.1:{free_port()}"], "deadline": 0.3}
+    unreachable = {"type": "multinic-ipam", "range": "198.18.76.0/24", "store": dead}
+    status, out = attachment.run("DEL", mtu="1400", ipam=unreachable)
+    assert status == 1 and out["code"] == ErrorCode.TRY_AGAIN_LATER, out
 
 
 def test_macspoofchk_drops_frames_with_another_source_mac(

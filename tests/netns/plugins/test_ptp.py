@@ -254,6 +254,17 @@ def test_ip_masq_rules_and_real_traffic(pod: str, ipam_dir: Path, plugin_node: P
         assert tag not in masq_rules()
 
 
+def test_del_with_a_config_broken_since_add_removes_everything(pod: str, ipam_dir: Path) -> None:
+    attachment = Pod(pod, ptp_conf(ipam_dir, "198.18.75.0/24", ipMasq=True))
+    attachment.add()
+    tag = Tag(NETWORK, attachment.container_id, "eth0").comment()
+    status, out = attachment.run("DEL", mtu=-5)
+    assert status == 0, out
+    assert lab.link_names(pod) == {"lo"}
+    assert reservations(ipam_dir) == []
+    assert tag not in masq_rules()
+
+
 def test_status_and_gc(pod: str, pod2: str, ipam_dir: Path) -> None:
     conf = ptp_conf(ipam_dir, "198.18.76.0/24", ipMasq=True)
     kept, dropped = Pod(pod, conf), Pod(pod2, conf)
