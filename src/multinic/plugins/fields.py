@@ -110,8 +110,14 @@ class Fields:
 
 
 def plugin_fields(raw: Mapping[str, Any], plugin_type: str) -> Fields:
-    """The reader for a plugin's top-level config, naming the plugin in errors."""
-    return Fields(raw, plugin_type)
+    """The reader for a plugin's top-level config, naming the plugin in errors.
+
+    An ``ipam`` that is not an object is refused here, for every plugin: read
+    as "no IPAM", it would give the pod an interface without its addresses.
+    """
+    fields = Fields(raw, plugin_type)
+    fields.mapping("ipam")
+    return fields
 
 
 def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:

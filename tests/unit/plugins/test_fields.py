@@ -73,3 +73,11 @@ def test_wrong_fields_are_config_errors_naming_plugin_and_field(read: object, me
     assert caught.value.code == ErrorCode.INVALID_NETWORK_CONFIG
     assert message in caught.value.msg
     assert caught.value.msg.startswith("multinic-bridge")
+
+
+@pytest.mark.parametrize("ipam", ["10.0.0.0/24", 1, ["host-local"], True])
+def test_an_ipam_that_is_not_an_object_is_refused_not_read_as_none(ipam: object) -> None:
+    with pytest.raises(InvalidConfigError, match="'ipam' must be an object") as caught:
+        plugin_fields({"ipam": ipam}, "multinic-macvlan")
+    assert caught.value.msg.startswith("multinic-macvlan")
+    assert plugin_fields({"ipam": None}, "multinic-macvlan").mapping("ipam").obj == {}
