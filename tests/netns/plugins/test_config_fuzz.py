@@ -4,7 +4,8 @@ Each example takes a working config of one plugin and breaks one to three of its
 fields (any depth: a value replaced by another JSON value of any type, or the
 field removed), then runs ADD (and CHECK and DEL when ADD succeeded) and DEL,
 CHECK, GC and STATUS on the broken config, in a real pod with the plugin's host
-side in the test's scratch node. Every answer must be a result or a CNI error
+side in the test's scratch node. A second test breaks the prevResult that CHECK
+and DEL get instead, and varies CNI_ARGS. Every answer must be a result or a CNI error
 object; "internal error" (an exception the plugin did not expect: a bug) fails
 the test, and so does anything left behind in the node, the pod, nftables or
 host-local's reservations. The examples are derandomized: CI runs the same ones
@@ -177,7 +178,9 @@ def broken(config: dict[str, Any], mutations: list[tuple[int, object]]) -> dict[
     return config
 
 
-def call(plugin: str, verb: str, config: dict[str, Any], pod: str) -> tuple[int, Any]:
+def call(
+    plugin: str, verb: str, config: dict[str, Any], pod: str, args: str = ""
+) -> tuple[int, Any]:
     ifname = {"multinic-loopback": "lo", "multinic-tuning": "eth0", "multinic-sbr": "eth0"}
     env = {
         "CNI_COMMAND": verb,
@@ -185,6 +188,7 @@ def call(plugin: str, verb: str, config: dict[str, Any], pod: str) -> tuple[int,
         "CNI_NETNS": str(lab.netns_path(pod)),
         "CNI_IFNAME": ifname.get(plugin, "net1"),
         "CNI_PATH": str(REFERENCE_PLUGIN_DIR),
+        "CNI_ARGS": args,
     }
     stdin = json.dumps(config).encode()
     status, out = on_node(lambda: skel.run(load_plugin(plugin), env, stdin))
@@ -251,12 +255,49 @@ def test_broken_configs_get_cni_errors_and_leave_nothing(
     assert_nothing_left(fuzz_lab, pod_links, node_links)
 
 
+#: The plugins whose unbroken config works on this kernel (ipvlan and vlan need the guest's).
+WORKING = (
+    "multinic-bridge", "multinic-ptp", "multinic-macvlan", "multinic-host-device",
+    "multinic-loopback", "multinic-tuning", "multinic-sbr", "multinic-host-local",
+    "multinic-static", "multinic-ipam",
+)  # fmt: skip
+CNI_ARGS = st.sampled_from(
+    ["", "IgnoreUnknown=1;K8S_POD_NAME=p", "IP=198.18.81.7", "IP=198.18.81.7/24", "IP=x",
+     "MAC=zz", "MAC=02:00:00:00:00:09", "a", "=", ";;", "IP="]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("plugin", WORKING)
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(mutations=MUTATIONS, args=CNI_ARGS)
+def test_broken_prev_results_and_cni_args_get_cni_errors_and_leave_nothing(
+    fuzz_lab: Lab, plugin: str, mutations: list[tuple[int, object]], args: str
+) -> None:
+    fuzz_lab.reset_pod()
+    pod_links, node_links = lab.link_names(fuzz_lab.pod), lab.link_names(fuzz_lab.node)
+    config = fuzz_lab.base(plugin)
+    status, result = call(plugin, "ADD", config, fuzz_lab.pod, args)
+    if status == 0:
+        prev = config.get("prevResult", result)
+        drifted = {**config, "prevResult": broken(prev, mutations)}
+        for verb in ("CHECK", "DEL"):
+            call(plugin, verb, drifted, fuzz_lab.pod, args)
+        assert call(plugin, "DEL", {**config, "prevResult": prev}, fuzz_lab.pod, args)[0] == 0
+        if plugin == "multinic-bridge":
+            lab.delete_link("fzbr0", netns=fuzz_lab.node)
+    assert_nothing_left(fuzz_lab, pod_links, node_links)
+
+
 def test_the_unbroken_configs_work(fuzz_lab: Lab) -> None:
-    # The fuzz starts from configs that work where the kernel allows (ipvlan and
-    # vlan need the guest's kernel): otherwise every example would fail early.
-    for plugin in ("multinic-bridge", "multinic-ptp", "multinic-macvlan", "multinic-tuning",
-                   "multinic-host-device", "multinic-loopback", "multinic-sbr",
-                   "multinic-host-local", "multinic-static", "multinic-ipam"):  # fmt: skip
+    # The fuzz starts from configs that work where the kernel allows: otherwise
+    # every example would fail early.
+    for plugin in WORKING:
         fuzz_lab.reset_pod()
         config = fuzz_lab.base(plugin)
         status, result = call(plugin, "ADD", config, fuzz_lab.pod)
