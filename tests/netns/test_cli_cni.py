@@ -1,4 +1,10 @@
-"""``multinic cni`` behaves like the reference cnitool, end to end through the real binary."""
+"""``multinic cni`` behaves like the reference cnitool, end to end through the real binary.
+
+The binary runs in a checked scratch node namespace per test: it is started
+from a thread that entered the node (``on_node``), so it and the plugins it
+executes create the bridge and host veths there, never in the real host's
+namespace; a link beyond the bridge left in the node fails the test.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +22,24 @@ import pytest
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.conflists import bridge_conflist
+from tests.support.lower_plugins import CheckedNode, checked_node, on_node
 
 MULTINIC = Path(sys.executable).parent / "multinic"
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, host_links: list[str]) -> dict[str, str]:
+def node(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
+    """The node the CLI runs in; the pod is made first so it outlives the node's check."""
+    if "pod" in request.fixturenames:
+        request.getfixturevalue("pod")
+    with checked_node() as checked:
+        yield checked
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, node: CheckedNode) -> dict[str, str]:
     bridge = unique("mntbr")
-    host_links.append(bridge)
+    node.keep.add(bridge)  # the bridge outlives DEL, as on a real node
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     conflist = bridge_conflist("cli-net", bridge, tmp_path / "ipam", "198.18.20.0/24")
@@ -38,14 +55,25 @@ def cli_env(tmp_path: Path, host_links: list[str]) -> dict[str, str]:
 
 
 def multinic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MULTINIC), *args], env=env, capture_output=True, text=True, check=False, timeout=120
+    """The CLI, started in the node (the child inherits the thread's namespace)."""
+    return on_node(
+        lambda: subprocess.run(
+            [str(MULTINIC), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
     )
 
 
-def test_add_check_del_by_namespace_name(cli_env: dict[str, str], pod: str, tmp_path: Path) -> None:
+def test_add_check_del_by_namespace_name(
+    cli_env: dict[str, str], pod: str, node: CheckedNode, tmp_path: Path
+) -> None:
     added = multinic(cli_env, "cni", "add", "cli-net", pod)
     assert added.returncode == 0, added.stderr
+    assert node.keep <= lab.link_names(node.name)  # the bridge went to the node
     result: dict[str, Any] = json.loads(added.stdout)
     assert result["cniVersion"] == "1.0.0"
     assert result["ips"][0]["address"].startswith("198.18.20.")
