@@ -2,11 +2,17 @@
 
 Both read and write the same result cache: an attachment ADDed by one is
 CHECKed, DELeted and garbage-collected by the other, with nothing left behind.
+
+Both runtimes run in a checked scratch node namespace per test: libcni's
+program and our runtime are started from a thread that entered it
+(``on_node``), so the plugins' bridge and host veths live there, never in the
+real host's namespace; a link beyond the bridge left in the node fails the test.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +26,7 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.conflists import bridge_conflist
+from tests.support.lower_plugins import CheckedNode, checked_node, on_node
 from tests.support.refruntime import build_refruntime, refruntime
 
 NETWORK = "shared-net"
@@ -59,7 +66,7 @@ class SharedNode:
         }
 
     def reference(self, binary: Path, verb: str, rt: RuntimeConf) -> str:
-        done = refruntime(binary, verb, NETWORK, rt.netns, self.env(rt))
+        done = on_node(lambda: refruntime(binary, verb, NETWORK, rt.netns, self.env(rt)))
         assert done.returncode == 0, f"libcni {verb} failed: {done.stderr}"
         return done.stdout
 
@@ -74,10 +81,20 @@ class SharedNode:
 
 
 @pytest.fixture
-def node(tmp_path: Path, host_links: list[str]) -> Iterator[SharedNode]:
+def checked(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
+    """The node both runtimes run in; the pods are made first so they outlive its check."""
+    for name in ("pod", "pod2"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    with checked_node() as node:
+        yield node
+
+
+@pytest.fixture
+def node(tmp_path: Path, checked: CheckedNode) -> SharedNode:
     bridge = unique("mntbr")
-    host_links.append(bridge)
-    yield SharedNode(tmp_path, bridge)
+    checked.keep.add(bridge)  # the bridge outlives DEL, as on a real node
+    return SharedNode(tmp_path, bridge)
 
 
 def pod_conf(pod: str) -> RuntimeConf:
@@ -85,16 +102,17 @@ def pod_conf(pod: str) -> RuntimeConf:
 
 
 def test_libcni_adds_multinic_checks_and_deletes(
-    node: SharedNode, refruntime_binary: Path, pod: str
+    node: SharedNode, checked: CheckedNode, refruntime_binary: Path, pod: str
 ) -> None:
     rt = pod_conf(pod)
     added = json.loads(node.reference(refruntime_binary, "add", rt))
+    assert checked.keep <= lab.link_names(checked.name)  # the bridge went to the node
 
     cached = node.runtime.cached_result(node.net, rt)
     assert cached is not None
     assert [str(ip.address) for ip in cached.ips] == [ip["address"] for ip in added["ips"]]
-    node.runtime.check(node.net, rt)
-    node.runtime.delete(node.net, rt)
+    on_node(lambda: node.runtime.check(node.net, rt))
+    on_node(lambda: node.runtime.delete(node.net, rt))
 
     assert "eth0" not in lab.link_names(pod)
     assert node.reservations() == []
@@ -105,7 +123,7 @@ def test_multinic_adds_libcni_checks_and_deletes(
     node: SharedNode, refruntime_binary: Path, pod: str
 ) -> None:
     rt = pod_conf(pod)
-    result = node.runtime.add(node.net, rt)
+    result = on_node(lambda: node.runtime.add(node.net, rt))
     assert node.reservations() == [str(result.ips[0].address.ip)]
 
     node.reference(refruntime_binary, "check", rt)
@@ -121,7 +139,7 @@ def test_cache_entries_have_the_same_shape(
 ) -> None:
     theirs_rt, ours_rt = pod_conf(pod), pod_conf(pod2)
     node.reference(refruntime_binary, "add", theirs_rt)
-    node.runtime.add(node.net, ours_rt)
+    on_node(lambda: node.runtime.add(node.net, ours_rt))
 
     theirs, ours = node.cache_entry(theirs_rt), node.cache_entry(ours_rt)
 
@@ -148,8 +166,8 @@ def test_cache_entries_have_the_same_shape(
     assert [list(ip) for ip in ours["result"]["ips"]] == [
         list(ip) for ip in theirs["result"]["ips"]
     ]
-    node.runtime.delete(node.net, theirs_rt)
-    node.runtime.delete(node.net, ours_rt)
+    on_node(lambda: node.runtime.delete(node.net, theirs_rt))
+    on_node(lambda: node.runtime.delete(node.net, ours_rt))
 
 
 def test_multinic_gc_reclaims_what_libcni_added(
@@ -166,7 +184,7 @@ def test_multinic_gc_reclaims_what_libcni_added(
     lab.delete_netns(pod)
     lab.delete_netns(pod2)
 
-    node.runtime.gc(node.net, [])
+    on_node(lambda: node.runtime.gc(node.net, []))
 
     assert node.reservations() == []
     assert list(node.runtime.cache.attachments(NETWORK)) == []
@@ -178,11 +196,11 @@ def test_multinic_gc_of_its_own_attachment_removes_links(
     """multinic records the netns (as libcni 1.2 does), so GC also removes live links."""
     kept, stale = pod_conf(pod), pod_conf(pod2)
     for rt in (kept, stale):
-        node.runtime.add(node.net, rt)
+        on_node(functools.partial(node.runtime.add, node.net, rt))
 
-    node.runtime.gc(node.net, [Attachment(kept.container_id, kept.ifname)])
+    on_node(lambda: node.runtime.gc(node.net, [Attachment(kept.container_id, kept.ifname)]))
 
     assert "eth0" in lab.link_names(pod)
     assert "eth0" not in lab.link_names(pod2)
     assert len(node.reservations()) == 1
-    node.runtime.delete(node.net, kept)
+    on_node(lambda: node.runtime.delete(node.net, kept))
