@@ -24,6 +24,7 @@ from multinic.plugins.install import install_plugins
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.netns.test_reference_interop import attach
 from tests.support.conflists import bridge_plugin, conflist
+from tests.support.lower_plugins import checked_node, on_node
 
 OURS = "multinic-host-local"
 
@@ -210,10 +211,9 @@ def test_static_answers_as_the_reference(bin_dir: Path) -> None:
 
 
 def test_reference_bridge_delegates_to_our_host_local(
-    bin_dir: Path, pod: str, host_links: list[str], tmp_path: Path
+    bin_dir: Path, pod: str, tmp_path: Path
 ) -> None:
     bridge = unique("mntbr")
-    host_links.append(bridge)
     ipam = {
         "type": OURS,
         "dataDir": str(tmp_path / "ipam"),
@@ -222,14 +222,22 @@ def test_reference_bridge_delegates_to_our_host_local(
     net = parse_network_config_list(conflist("hl-bridge", bridge_plugin(bridge, ipam)))
     runtime = Runtime([bin_dir, REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
     rt = attach(pod)
-    result = runtime.add(net, rt)
-    assert str(result.ips[0].address) == "198.18.30.2/24"
-    shown = subprocess.run(
-        ["ip", "-n", pod, "-j", "addr", "show", "eth0"], capture_output=True, check=True, text=True
-    )
-    assert "198.18.30.2" in shown.stdout
-    runtime.check(net, rt)
-    runtime.delete(net, rt)
+    # The bridge and the host veth go to a checked scratch node, not the host:
+    # the runtime runs from a thread in it, so the plugins it executes start there.
+    with checked_node() as node:
+        node.keep.add(bridge)  # the bridge outlives DEL, as on a real node
+        result = on_node(lambda: runtime.add(net, rt))
+        assert str(result.ips[0].address) == "198.18.30.2/24"
+        assert bridge in lab.link_names(node.name)
+        shown = subprocess.run(
+            ["ip", "-n", pod, "-j", "addr", "show", "eth0"],
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        assert "198.18.30.2" in shown.stdout
+        on_node(lambda: runtime.check(net, rt))
+        on_node(lambda: runtime.delete(net, rt))
     left = sorted(p.name for p in (tmp_path / "ipam" / "hl-bridge").iterdir())
     assert left == ["last_reserved_ip.0", "lock"]
     assert lab.netns_path(pod).exists()
