@@ -45,13 +45,22 @@ def test_creating_an_existing_host_name_names_the_host_side(node: Space, pod: Sp
     assert ip_names(pod) == {"lo", "eth0"}
 
 
-def test_veth_on_the_real_host(pod: Space, host_links: list[str]) -> None:
+def test_veth_in_the_calling_threads_namespace(node: Space, pod: Space) -> None:
+    """host_netns() is the calling thread's namespace: a plugin's host side.
+
+    The thread here entered the scratch node (as a plugin started in a node
+    would be), so the host end lands there and the real host stays untouched.
+    """
     name = f"mntdp{pod.name[-8:]}"
-    host_links.append(name)
-    with dp.host_netns() as host:
-        dp.create_veth(host, name, "eth0", peer_ns=pod.ns, mtu=1400)
+
+    def create() -> None:
+        with dp.host_netns() as host:
+            dp.create_veth(host, name, "eth0", peer_ns=pod.ns, mtu=1400)
+
+    dp.run_in_netns(node.ns, create)
     assert ip_link(pod, "eth0")["mtu"] == 1400
-    assert lab.ip_json("link", "show", "dev", name)[0]["mtu"] == 1400
+    assert ip_link(node, name)["mtu"] == 1400
+    assert name not in lab.link_names()
 
 
 def test_ensure_bridge_is_idempotent_and_applies_options(node: Space) -> None:
