@@ -7,11 +7,15 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from multinic.cni.runtime import Runtime
 from multinic.lab import netns as lab
+
+if TYPE_CHECKING:
+    from tests.support.lower_plugins import CheckedNode
 
 #: Debian's containernetworking-plugins; `make test` installs the package.
 REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
@@ -124,3 +128,22 @@ def remove_host_links(before: set[str], owned: list[str]) -> None:
     for name in leaked:
         lab.delete_link(name)
     assert not leaked, f"host links left behind: {sorted(leaked)}\n" + "".join(details)
+
+
+@pytest.fixture
+def plugin_node(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
+    """A scratch node namespace the test's plugin calls run in (see ``on_node``).
+
+    After the test, while its pods still exist (they are set up before the node,
+    so they go after it), the node must hold no link beyond loopback and those
+    the test put in ``keep`` (a host veth DEL forgot fails here), and no rule in
+    multinic's nftables tables (a masquerade or spoof-check rule DEL forgot).
+    Deleting the namespace then removes everything else.
+    """
+    from tests.support.lower_plugins import checked_node  # it imports this module
+
+    for name in ("pod", "pod2"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    with checked_node() as node:
+        yield node

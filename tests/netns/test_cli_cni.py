@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,15 @@ import pytest
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.conflists import bridge_conflist
-from tests.support.lower_plugins import CheckedNode, checked_node, on_node
+from tests.support.lower_plugins import CheckedNode, on_node
 
 MULTINIC = Path(sys.executable).parent / "multinic"
 
 
 @pytest.fixture
-def node(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
-    """The node the CLI runs in; the pod is made first so it outlives the node's check."""
-    if "pod" in request.fixturenames:
-        request.getfixturevalue("pod")
-    with checked_node() as checked:
-        yield checked
+def node(plugin_node: CheckedNode) -> CheckedNode:
+    """The node the CLI runs in (tests/netns/conftest.py checks what is left in it)."""
+    return plugin_node
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.conflists import bridge_conflist
-from tests.support.lower_plugins import CheckedNode, checked_node, on_node
+from tests.support.lower_plugins import CheckedNode, on_node
 from tests.support.refruntime import build_refruntime, refruntime
 
 NETWORK = "shared-net"
@@ -81,13 +80,9 @@ class SharedNode:
 
 
 @pytest.fixture
-def checked(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
-    """The node both runtimes run in; the pods are made first so they outlive its check."""
-    for name in ("pod", "pod2"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    with checked_node() as node:
-        yield node
+def checked(plugin_node: CheckedNode) -> CheckedNode:
+    """The node both runtimes run in (tests/netns/conftest.py checks what is left in it)."""
+    return plugin_node
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,16 @@ from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
 from tests.netns.conftest import unique
 from tests.support.conflists import bridge_plugin, conflist, host_local
-from tests.support.lower_plugins import CheckedNode, checked_node, on_node
+from tests.support.lower_plugins import CheckedNode, on_node
 
 SUBNET_V4 = ipaddress.ip_network("198.18.10.0/24")
 SUBNET_V6 = ipaddress.ip_network("fd00:18:10::/64")
 
 
 @pytest.fixture(autouse=True)
-def node(request: pytest.FixtureRequest) -> Iterator[CheckedNode]:
-    """The node the plugins run in; the pods are made first so they outlive its check."""
-    for name in ("pod", "pod2"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    with checked_node() as checked:
-        yield checked
+def node(plugin_node: CheckedNode) -> CheckedNode:
+    """The node the plugins run in (tests/netns/conftest.py checks what is left in it)."""
+    return plugin_node
 
 
 def bridge_network(

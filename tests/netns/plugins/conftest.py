@@ -1,7 +1,7 @@
 """Plugin tests leave the machine's nftables as they found it, and their node as they found it.
 
 The bridge, ptp, tuning and sbr tests run the plugin's host side in a scratch
-node namespace (:func:`plugin_node`); the session check below still watches
+node namespace (``plugin_node``, tests/netns/conftest.py); the session check below still watches
 the real host's tables, in case a plugin call ever escapes the node.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from multinic.plugins.nftables import TABLE
-from tests.support.lower_plugins import NFT_FAMILIES, CheckedNode, checked_node, nft_rule_count
+from tests.support.lower_plugins import NFT_FAMILIES, CheckedNode, nft_rule_count
 
 #: What the plugin_node fixture gives a test.
 PluginNode = CheckedNode
@@ -40,20 +40,3 @@ def multinic_nft_tables_removed() -> Iterator[None]:
             leaked.append(f"{family} {TABLE}: {rules} rule(s)")
         subprocess.run(["nft", "delete", "table", family, TABLE], check=False)
     assert not leaked, f"nftables rules left behind: {leaked}"
-
-
-@pytest.fixture
-def plugin_node(request: pytest.FixtureRequest) -> Iterator[PluginNode]:
-    """A scratch node namespace the test's plugin calls run in (see ``on_node``).
-
-    After the test, while its pods still exist (they are set up before the node,
-    so they go after it), the node must hold no link beyond loopback and those
-    the test put in ``keep`` (a host veth DEL forgot fails here), and no rule in
-    multinic's nftables tables (a masquerade or spoof-check rule DEL forgot).
-    Deleting the namespace then removes everything else.
-    """
-    for name in ("pod", "pod2"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    with checked_node() as node:
-        yield node
