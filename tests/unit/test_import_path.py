@@ -130,14 +130,20 @@ def test_plugin_path_imports_no_typing(module: str) -> None:
     probe = (
         f"import sys; import {module}; print('typing' in sys.modules, {module!r} in sys.modules)"
     )
+    assert bare_python(probe).split() == ["False", "True"]
+
+
+def bare_python(code: str) -> str:
+    """stdout of ``code`` run by ``python -I -S`` (as the plugin executables run), with
+    this interpreter's import path so it finds multinic."""
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {probe}"],
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {code}"],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    assert done.stdout.split() == ["False", "True"]
+    return done.stdout
 
 
 #: One IPAM section per in-process IPAM plugin; "DATA" becomes a scratch directory.
@@ -172,11 +178,4 @@ def test_ipam_plugin_calls_load_no_typing(module: str, tmp_path: Path) -> None:
         "for c in ('ADD', 'DEL')]; "
         "print(json.dumps([codes, 'typing' in sys.modules]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {probe}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert json.loads(done.stdout) == [[0, 0], False]
+    assert json.loads(bare_python(probe)) == [[0, 0], False]
