@@ -7,12 +7,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install system-deps lint typecheck pytest bench clean
+.PHONY: demo test install system-deps third-party anchors lint typecheck pytest bench clean
 
 demo: system-deps install
 	$(BIN)/multinic demo
 
-test: system-deps install lint typecheck pytest
+test: system-deps third-party install lint typecheck pytest
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,15 @@ $(VENV)/.installed: pyproject.toml
 
 system-deps:
 	scripts/install-system-deps
+
+# kube-apiserver, etcd, the reference plugins, libcni, ... from their Go modules
+# (third_party/programs), into /var/cache/multinic/third-party; cached builds are reused.
+third-party:
+	scripts/build-third-party test
+
+# Multus thick and Whereabouts, for the side-by-side benchmarks (not needed by the tests).
+anchors:
+	scripts/build-third-party anchors
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
