@@ -17,6 +17,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if "guest_kernel" in parts:
             item.add_marker(pytest.mark.guest_kernel)
+        if "kube_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kube)
     _guest_kernel_tests_only_in_the_guest(config, items)
 
 

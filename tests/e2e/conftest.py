@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.guest.image import GuestImage, ImageError, ensure_image
 from tests.e2e.guest.run import PROJECT_ROOT, Guest, GuestResult, run_in_guest
+from tests.support.kube import KubeCluster
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,19 @@ def guest(guest_image: GuestImage) -> Guest:
         return run_in_guest(argv, timeout=timeout, workdir=PROJECT_ROOT, env=env, shared=shared)
 
     return run
+
+
+_kube_started_in: list[float] = []
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """One Kubernetes control plane for the run; each test uses objects of its own."""
+    with KubeCluster(tmp_path_factory.mktemp("kube")) as cluster:
+        _kube_started_in.append(cluster.started_in)
+        yield cluster
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for seconds in _kube_started_in:
+        terminalreporter.write_line(f"kube control plane started in {seconds:.1f} s")

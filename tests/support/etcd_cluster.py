@@ -1,4 +1,4 @@
-"""A real etcd cluster (Debian's etcd-server 3.4) on loopback, for tests and benchmarks.
+"""A real etcd cluster (etcd 3.6, built from its Go module) on loopback, for tests and benchmarks.
 
 Members listen on free loopback ports with their data under one directory.
 :meth:`EtcdCluster.stop` kills every member and removes the data; use the
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-ETCD = "/usr/bin/etcd"
+from tests.support import third_party
+
 START_TIMEOUT = 60.0
 
 
@@ -49,7 +50,7 @@ class Member:
 
     def command(self, initial_cluster: str, state: str) -> list[str]:
         return [
-            ETCD,
+            str(third_party.binary("etcd")),
             f"--name={self.name}",
             f"--data-dir={self.data_dir}",
             f"--listen-client-urls={self.client_url}",
