@@ -232,16 +232,13 @@ def _network_row(net: NetworkConfigList, *, first: bool) -> dict[str, Any]:
 
 
 def _print_network_table(conf_dir: Path, rows: list[dict[str, Any]], problems: list[str]) -> None:
-    from rich.console import Console  # only for people; keeps `multinic cni add` lean
-    from rich.table import Table
+    from multinic.cli import render  # rich only for people; keeps `multinic cni add` lean
 
-    table = Table(title=f"networks in {conf_dir}")
-    for column in ("name", "cniVersion", "plugins", "file"):
-        table.add_column(column)
+    table = render.table(f"networks in {conf_dir}", ("name", "cniVersion", "plugins", "file"))
     for row in rows:
         name = f"{row['name']} (default)" if row["default"] else row["name"]
-        table.add_row(name, row["cniVersion"], " -> ".join(row["plugins"]), row["file"])
-    console = Console()
-    console.print(table)
+        render.add_row(table, name, row["cniVersion"], " -> ".join(row["plugins"]), row["file"])
+    console = render.console()
+    render.print_table(console, table)
     for problem in problems:
-        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+        render.line(console, ("problem:", "bold red"), " ", problem)
