@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
+from multinic.cni import jsontext
 from multinic.cni.errors import DecodingError, IncompatibleVersionError, InvalidConfigError
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS, highest_common, parse_version
@@ -96,7 +97,7 @@ def decode_json_object(data: bytes | str | Mapping[str, Any], what: str) -> dict
     if isinstance(data, Mapping):
         return dict(data)
     try:
-        obj = json.loads(data)
+        obj = jsontext.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodingError(f"cannot decode {what}", str(exc)) from exc
     if not isinstance(obj, dict):
