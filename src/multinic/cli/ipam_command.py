@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from multinic.cli.options import given, seconds
+
 if TYPE_CHECKING:  # the IPAM modules load when a command runs, not with `multinic`
     from multinic.ipam import blocks
     from multinic.ipam.store import Store
@@ -67,10 +69,21 @@ pass_ipam = click.make_pass_decorator(IpamContext)
     help="etcd endpoint, repeatable (env MULTINIC_ETCD_ENDPOINTS, space-separated).",
 )
 @click.option("--prefix", default="/multinic/ipam/", show_default=True, help="etcd key prefix.")
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds for one command.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    callback=seconds,
+    help="Seconds for one command.",
+)
 @click.pass_context
 def ipam(ctx: click.Context, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
     """Cluster-wide IP address management (multinic-ipam's store)."""
+    if etcd and given(ctx, "db"):
+        raise click.UsageError("--db (MULTINIC_IPAM_DB) and --etcd are mutually exclusive", ctx)
+    if not etcd and given(ctx, "prefix"):
+        raise click.UsageError("--prefix is an etcd key prefix: it needs --etcd", ctx)
     ctx.obj = IpamContext(db, etcd, prefix, timeout)
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from multinic.cli.options import one_of, output_file, write_failed
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from multinic.plan.result import Finding, Plan
 
 MAP_SUFFIXES = (".svg", ".html")
+FORMAT = one_of("--json", "--yaml")
 BLOCK_COLUMNS = ("block", "prefix", "allocated", "free", "largest free", "pieces")
 NETWORK_COLUMNS = ("network", "link", "IPAM", "expected", "range")
 
@@ -34,8 +37,22 @@ NETWORK_COLUMNS = ("network", "link", "IPAM", "expected", "range")
     type=click.Path(dir_okay=False, path_type=Path),
     help="A plan written before with --json/--yaml: its allocations stay where they are.",
 )
-@click.option("--json", "fmt", flag_value="json", help="Print the plan as JSON.")
-@click.option("--yaml", "fmt", flag_value="yaml", help="Print the plan as YAML.")
+@click.option(
+    "--json",
+    "fmt",
+    flag_value="json",
+    multiple=True,
+    callback=FORMAT,
+    help="Print the plan as JSON.",
+)
+@click.option(
+    "--yaml",
+    "fmt",
+    flag_value="yaml",
+    multiple=True,
+    callback=FORMAT,
+    help="Print the plan as YAML.",
+)
 @click.option(
     "--map",
     "map_path",
@@ -61,6 +78,8 @@ def plan(
         raise click.UsageError("--map takes a file ending in .svg or .html")
     if check and (map_path or export_dir):
         raise click.UsageError("--check writes nothing: drop --map and --export, or --check")
+    if map_path is not None:
+        output_file(map_path, "--map")  # before planning, not after
     from multinic.plan.errors import PlanError
 
     try:
@@ -113,7 +132,10 @@ def _write_outputs(result: Plan, map_path: Path | None, export_dir: Path | None)
         from multinic.plan.svgmap import render_html, render_svg
 
         render = render_html if map_path.suffix == ".html" else render_svg
-        map_path.write_text(render(result))
+        try:
+            map_path.write_text(render(result))
+        except OSError as exc:
+            raise write_failed(map_path, exc) from exc
         click.echo(f"map written to {map_path}", err=True)
     if export_dir is None:
         return
@@ -122,7 +144,10 @@ def _write_outputs(result: Plan, map_path: Path | None, export_dir: Path | None)
         return
     from multinic.plan.export import write_exports
 
-    written = write_exports(result, export_dir)
+    try:
+        written = write_exports(result, export_dir)
+    except OSError as exc:
+        raise write_failed(getattr(exc, "filename", None) or export_dir, exc) from exc
     click.echo(f"{len(written)} files written under {export_dir}", err=True)
 
 
