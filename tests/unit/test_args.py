@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from multinic.cni.args import (
     MAX_IFNAME_BYTES,
     format_cni_args,
+    ifname_problem,
     parse_cni_args,
     validate_container_id,
     validate_ifname,
@@ -221,3 +222,43 @@ def test_slash_colon_whitespace_and_control_characters_are_code_4(ifname):
     assert err.value.code == 4
     assert err.value.msg == "invalid character in interface name"
     assert err.value.details == repr(ifname)
+
+
+def test_a_name_that_is_not_utf8_is_code_4_not_an_internal_error():
+    for raw in (b"\xff", b"eth\xff0", b"\xc3", b"\xed\xa0\x80"):
+        ifname = raw.decode("utf-8", "surrogateescape")
+        with pytest.raises(InvalidEnvironmentError) as err:
+            validate_ifname(ifname)
+        assert err.value.code == 4
+        assert err.value.msg == "interface name is not UTF-8"
+
+
+def test_the_kernels_isspace_includes_byte_0xa0():
+    # "à" is C3 A0 in UTF-8: dev_valid_name() sees the 0xa0 byte as a space.
+    with pytest.raises(InvalidEnvironmentError):
+        validate_ifname("eth\u00e0")
+    assert ifname_problem("eth\u00e9") == ""  # C3 A9 is fine
+
+
+IFNAME_CHARS = st.characters(codec="utf-8") | st.sampled_from("/: \t.\xa0\udcff")
+
+
+@given(st.text(IFNAME_CHARS, min_size=1, max_size=20))
+def test_ifname_problem_follows_dev_valid_name(name):
+    problem = ifname_problem(name)
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        assert problem == "interface name is not UTF-8"
+        return
+    kernel_ok = (
+        0 < len(raw) <= 15
+        and name not in (".", "..")
+        and not any(b in b"/: \t\n\v\f\r\xa0" for b in raw)
+    )
+    if not kernel_ok:
+        assert problem  # the kernel refuses it: so do we, with a reason
+    elif name.isprintable():
+        assert problem == ""  # the kernel takes it and it prints: so do we
+    else:
+        assert problem == "invalid character in interface name"

@@ -626,3 +626,12 @@ def test_net_conf_bad_json_is_code_6(data):
     err = net_conf_error(DecodingError, data)
     assert err.code == 6
     assert err.msg == "cannot decode network config"
+
+
+@pytest.mark.parametrize("length", [256, 300, 5000])
+def test_a_network_name_longer_than_a_directory_name_is_code_7(length: int) -> None:
+    conf = {"cniVersion": "1.0.0", "name": "n" * length, "type": "bridge"}
+    for parse in (parse_net_conf, parse_network_config):
+        with pytest.raises(InvalidConfigError, match="names a directory"):
+            parse(json.dumps(conf))
+    assert parse_net_conf(json.dumps({**conf, "name": "n" * 255})).name == "n" * 255

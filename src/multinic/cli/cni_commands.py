@@ -18,11 +18,18 @@ from typing import Any
 
 import click
 
+from multinic.cli.options import seconds
+from multinic.cni import jsontext
 from multinic.cni.args import parse_cni_args
 from multinic.cni.cache import DEFAULT_CACHE_DIR
 from multinic.cni.conffiles import DEFAULT_CONFIG_DIR, load_all, load_network
 from multinic.cni.config import Attachment, NetworkConfigList
-from multinic.cni.errors import CNIError, IncompatibleVersionError
+from multinic.cni.errors import (
+    CNIError,
+    IncompatibleVersionError,
+    InvalidEnvironmentError,
+    UnknownContainerError,
+)
 from multinic.cni.invoke import PluginExecutor
 from multinic.cni.runtime import Runtime, RuntimeConf
 
@@ -70,8 +77,10 @@ pass_context = click.make_pass_decorator(CniContext)
 )
 @click.option(
     "--timeout",
+    type=float,
     default=120.0,
     show_default=True,
+    callback=seconds,
     help="Seconds one plugin call may take before it is killed.",
 )
 @click.pass_context
@@ -82,23 +91,42 @@ def cni(
     ctx.obj = CniContext(conf_dir, plugin_path, cache_dir, timeout)
 
 
-def _runtime_conf(netns: str) -> RuntimeConf:
+def _runtime_conf(netns: str, *, must_exist: bool = True) -> RuntimeConf:
+    """The attachment from NETNS and the environment; ADD and CHECK need the namespace."""
     path = resolve_netns(netns)
-    capability_args = json.loads(os.environ.get("CAP_ARGS") or "{}")
-    if not isinstance(capability_args, dict):
-        raise click.UsageError("CAP_ARGS must be a JSON object")
+    if must_exist and not Path(path).exists():
+        raise UnknownContainerError("network namespace not found", f"no namespace at {path}")
     return RuntimeConf(
         container_id=os.environ.get("CNI_CONTAINERID") or cnitool_container_id(path),
         netns=path,
         ifname=os.environ.get("CNI_IFNAME") or "eth0",
         args=parse_cni_args(os.environ.get("CNI_ARGS", "")),
-        capability_args=capability_args,
+        capability_args=_capability_args(),
     )
 
 
+def _capability_args() -> dict[str, Any]:
+    try:
+        # encode(): bytes that are not UTF-8 reach us as surrogates, which json.loads takes.
+        capability_args = jsontext.loads((os.environ.get("CAP_ARGS") or "{}").encode())
+    except ValueError as exc:  # bad JSON, too deep, or not UTF-8 (UnicodeError is one)
+        raise click.UsageError(f"CAP_ARGS is not valid JSON: {exc}") from exc
+    if not isinstance(capability_args, dict):
+        raise click.UsageError("CAP_ARGS must be a JSON object")
+    return capability_args
+
+
 def resolve_netns(netns: str) -> str:
-    """An absolute netns path; a bare name means an ``ip netns`` namespace."""
-    if "/" not in netns and (NAMED_NETNS_DIR / netns).exists():
+    """An absolute netns path. A bare name (no '/') is an ``ip netns`` namespace under
+    /var/run/netns, present or not (DEL may come after it is gone), never a file in
+    the working directory; ``./name`` means that file."""
+    try:
+        netns.encode()
+    except UnicodeEncodeError as exc:  # the cache and the runtime's JSON could not carry it
+        raise InvalidEnvironmentError("netns path is not UTF-8", repr(netns)) from exc
+    if netns in ("", ".", ".."):
+        raise InvalidEnvironmentError("invalid netns", f"{netns!r} names no namespace")
+    if "/" not in netns:
         return str(NAMED_NETNS_DIR / netns)
     return str(Path(netns).absolute())
 
@@ -114,9 +142,6 @@ def _run(action: Callable[[], Any]) -> Any:
     except CNIError as err:
         click.echo(f"multinic: CNI error {err.code}: {err}", err=True)
         sys.exit(1)
-    except json.JSONDecodeError as err:
-        click.echo(f"multinic: CAP_ARGS is not valid JSON: {err}", err=True)
-        sys.exit(2)
 
 
 @cni.command()
@@ -143,8 +168,23 @@ def check(ctx: CniContext, network: str, netns: str) -> None:
 @click.argument("netns")
 @pass_context
 def delete(ctx: CniContext, network: str, netns: str) -> None:
-    """DEL the attachment of NETNS to NETWORK (succeeds again when already gone)."""
-    _run(lambda: ctx.runtime.delete(ctx.network(network), _runtime_conf(netns)))
+    """DEL the attachment of NETNS to NETWORK (succeeds again when already gone).
+
+    Refused (code 3) when nothing is cached for it and NETNS does not exist
+    either: that attachment never was, most likely a mistyped name.
+    """
+    _run(lambda: _delete(ctx, ctx.network(network), _runtime_conf(netns, must_exist=False)))
+
+
+def _delete(ctx: CniContext, net: NetworkConfigList, rt: RuntimeConf) -> None:
+    cached = ctx.runtime.cache.load_raw(net.name, rt.container_id, rt.ifname)
+    if cached is None and not Path(rt.netns).exists():
+        raise UnknownContainerError(
+            "nothing to delete",
+            f"no cached attachment of {net.name!r} for {rt.container_id}/{rt.ifname} "
+            f"and no namespace at {rt.netns}",
+        )
+    ctx.runtime.delete(net, rt)
 
 
 @cni.command()
@@ -232,16 +272,13 @@ def _network_row(net: NetworkConfigList, *, first: bool) -> dict[str, Any]:
 
 
 def _print_network_table(conf_dir: Path, rows: list[dict[str, Any]], problems: list[str]) -> None:
-    from rich.console import Console  # only for people; keeps `multinic cni add` lean
-    from rich.table import Table
+    from multinic.cli import render  # rich only for people; keeps `multinic cni add` lean
 
-    table = Table(title=f"networks in {conf_dir}")
-    for column in ("name", "cniVersion", "plugins", "file"):
-        table.add_column(column)
+    table = render.table(f"networks in {conf_dir}", ("name", "cniVersion", "plugins", "file"))
     for row in rows:
         name = f"{row['name']} (default)" if row["default"] else row["name"]
-        table.add_row(name, row["cniVersion"], " -> ".join(row["plugins"]), row["file"])
-    console = Console()
-    console.print(table)
+        render.add_row(table, name, row["cniVersion"], " -> ".join(row["plugins"]), row["file"])
+    console = render.console()
+    render.print_table(console, table)
     for problem in problems:
-        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+        render.line(console, ("problem:", "bold red"), " ", problem)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from multinic.cli.options import given, seconds
+
 if TYPE_CHECKING:  # the IPAM modules load when a command runs, not with `multinic`
     from multinic.ipam import blocks
     from multinic.ipam.store import Store
@@ -67,10 +69,21 @@ pass_ipam = click.make_pass_decorator(IpamContext)
     help="etcd endpoint, repeatable (env MULTINIC_ETCD_ENDPOINTS, space-separated).",
 )
 @click.option("--prefix", default="/multinic/ipam/", show_default=True, help="etcd key prefix.")
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds for one command.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    callback=seconds,
+    help="Seconds for one command.",
+)
 @click.pass_context
 def ipam(ctx: click.Context, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
     """Cluster-wide IP address management (multinic-ipam's store)."""
+    if etcd and given(ctx, "db"):
+        raise click.UsageError("--db (MULTINIC_IPAM_DB) and --etcd are mutually exclusive", ctx)
+    if not etcd and given(ctx, "prefix"):
+        raise click.UsageError("--prefix is an etcd key prefix: it needs --etcd", ctx)
     ctx.obj = IpamContext(db, etcd, prefix, timeout)
 
 
@@ -127,15 +140,16 @@ def ls_command(context: IpamContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from multinic.cli import render
 
-    table = Table(title="IPAM pools")
-    for column in ("pool", "range", "block", "blocks", "nodes", "used", "capacity", "%"):
-        numeric = column in ("used", "capacity", "%")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    table = render.table(
+        "IPAM pools",
+        ("pool", "range", "block", "blocks", "nodes", "used", "capacity", "%"),
+        right=("used", "capacity", "%"),
+    )
     for s in summaries:
-        table.add_row(
+        render.add_row(
+            table,
             s["pool"],
             s["range"],
             f"/{s['block_prefixlen']}",
@@ -145,7 +159,7 @@ def ls_command(context: IpamContext, as_json: bool) -> None:
             _count(s["capacity"]),
             f"{s['percent']:.1f}",
         )
-    Console().print(table)
+    render.print_table(render.console(), table)
 
 
 @ipam.command("usage")
@@ -157,20 +171,16 @@ def usage_command(context: IpamContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
-    from rich.console import Console
     from rich.progress_bar import ProgressBar
-    from rich.table import Table
 
-    table = Table(title="IPAM utilisation")
-    table.add_column("pool", overflow="fold")
-    table.add_column("used", justify="right", overflow="fold")
-    table.add_column("", width=30)
-    table.add_column("%", justify="right")
+    from multinic.cli import render
+
+    table = render.table("IPAM utilisation", ("pool", "used", "", "%"), right=("used", "%"))
     for s in summaries:
         bar = ProgressBar(total=max(s["capacity"], 1), completed=s["used"], width=30)
         used = f"{s['used']}/{_count(s['capacity'])}"
-        table.add_row(s["pool"], used, bar, f"{s['percent']:.1f}")
-    Console().print(table)
+        render.add_row(table, s["pool"], used, bar, f"{s['percent']:.1f}")
+    render.print_table(render.console(), table)
 
 
 @ipam.command("show")
@@ -205,26 +215,24 @@ def show_command(context: IpamContext, pool: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from multinic.cli import render
 
-    console = Console()
-    console.print(
+    console = render.console()
+    render.line(
+        console,
         f"pool {doc['pool']}: range {doc['range']}, blocks /{doc['block_prefixlen']}, "
-        f"{doc['used']}/{doc['capacity']} used"
+        f"{doc['used']}/{doc['capacity']} used",
     )
-    block_table = Table(title="blocks")
-    for column in ("block", "node", "used"):
-        block_table.add_column(column)
+    block_table = render.table("blocks", ("block", "node", "used"), right=("used",))
     for b in doc["block_list"]:
-        block_table.add_row(b["block"], b["node"], str(b["used"]))
-    console.print(block_table)
-    held_table = Table(title="addresses")
-    for column in ("address", "node", "network", "containerID", "ifname"):
-        held_table.add_column(column)
+        render.add_row(block_table, b["block"], b["node"], b["used"])
+    render.print_table(console, block_table)
+    held_table = render.table("addresses", ("address", "node", "network", "containerID", "ifname"))
     for a in doc["addresses"]:
-        held_table.add_row(a["address"], a["node"], a["network"], a["containerID"], a["ifname"])
-    console.print(held_table)
+        render.add_row(
+            held_table, a["address"], a["node"], a["network"], a["containerID"], a["ifname"]
+        )
+    render.print_table(console, held_table)
 
 
 @ipam.command("release")

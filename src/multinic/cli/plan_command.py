@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from multinic.cli.options import one_of, output_file, write_failed
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from multinic.plan.result import Finding, Plan
 
 MAP_SUFFIXES = (".svg", ".html")
+FORMAT = one_of("--json", "--yaml")
 BLOCK_COLUMNS = ("block", "prefix", "allocated", "free", "largest free", "pieces")
 NETWORK_COLUMNS = ("network", "link", "IPAM", "expected", "range")
 
@@ -34,8 +37,22 @@ NETWORK_COLUMNS = ("network", "link", "IPAM", "expected", "range")
     type=click.Path(dir_okay=False, path_type=Path),
     help="A plan written before with --json/--yaml: its allocations stay where they are.",
 )
-@click.option("--json", "fmt", flag_value="json", help="Print the plan as JSON.")
-@click.option("--yaml", "fmt", flag_value="yaml", help="Print the plan as YAML.")
+@click.option(
+    "--json",
+    "fmt",
+    flag_value="json",
+    multiple=True,
+    callback=FORMAT,
+    help="Print the plan as JSON.",
+)
+@click.option(
+    "--yaml",
+    "fmt",
+    flag_value="yaml",
+    multiple=True,
+    callback=FORMAT,
+    help="Print the plan as YAML.",
+)
 @click.option(
     "--map",
     "map_path",
@@ -61,6 +78,8 @@ def plan(
         raise click.UsageError("--map takes a file ending in .svg or .html")
     if check and (map_path or export_dir):
         raise click.UsageError("--check writes nothing: drop --map and --export, or --check")
+    if map_path is not None:
+        output_file(map_path, "--map")  # before planning, not after
     from multinic.plan.errors import PlanError
 
     try:
@@ -113,7 +132,10 @@ def _write_outputs(result: Plan, map_path: Path | None, export_dir: Path | None)
         from multinic.plan.svgmap import render_html, render_svg
 
         render = render_html if map_path.suffix == ".html" else render_svg
-        map_path.write_text(render(result))
+        try:
+            map_path.write_text(render(result))
+        except OSError as exc:
+            raise write_failed(map_path, exc) from exc
         click.echo(f"map written to {map_path}", err=True)
     if export_dir is None:
         return
@@ -122,25 +144,36 @@ def _write_outputs(result: Plan, map_path: Path | None, export_dir: Path | None)
         return
     from multinic.plan.export import write_exports
 
-    written = write_exports(result, export_dir)
+    try:
+        written = write_exports(result, export_dir)
+    except OSError as exc:
+        raise write_failed(getattr(exc, "filename", None) or export_dir, exc) from exc
     click.echo(f"{len(written)} files written under {export_dir}", err=True)
 
 
 def _console() -> Console:
     # rich is imported here only: the rest of the CLI starts without it.
-    from rich.console import Console
+    from multinic.cli import render
 
-    return Console()
+    return render.console()
 
 
 def _table(title: str, *columns: str) -> Table:
-    from rich.table import Table
+    from multinic.cli import render
 
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        # Fold, never truncate: a prefix cut short with an ellipsis is a wrong prefix.
-        table.add_column(column, overflow="fold")
-    return table
+    return render.table(title, columns)
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    from multinic.cli import render
+
+    render.add_row(table, *cells)
+
+
+def _print_table(console: Console, table: Table) -> None:
+    from multinic.cli import render
+
+    render.print_table(console, table)
 
 
 def _print_blocks(console: Console, result: Plan) -> None:
@@ -148,7 +181,8 @@ def _print_blocks(console: Console, result: Plan) -> None:
 
     table = _table(f"fabric {result.fabric.name}: blocks", *BLOCK_COLUMNS)
     for row in block_usage(result):
-        table.add_row(
+        _add_row(
+            table,
             row["block"],
             row["prefix"],
             f"{row['allocated']:,}",
@@ -156,20 +190,21 @@ def _print_blocks(console: Console, result: Plan) -> None:
             row["largest_free"] or "-",
             str(row["free_prefixes"]),
         )
-    console.print(table)
+    _print_table(console, table)
 
 
 def _print_clusters(console: Console, result: Plan) -> None:
     table = _table("clusters", "cluster", "nodes (max)", "node subnet", "pod CIDR", "service CIDR")
     for cp in result.clusters:
         nodes = f"{cp.cluster.expected_nodes} ({cp.cluster.max_nodes})"
-        table.add_row(cp.name, nodes, _joined(cp.node), _joined(cp.pod), _joined(cp.service))
-    console.print(table)
+        _add_row(table, cp.name, nodes, _joined(cp.node), _joined(cp.pod), _joined(cp.service))
+    _print_table(console, table)
     networks = _table("secondary networks", *NETWORK_COLUMNS)
     for cp in result.clusters:
         for np in cp.networks:
             net = np.network
-            networks.add_row(
+            _add_row(
+                networks,
                 f"{cp.name}/{net.name}",
                 f"{net.kind.value} {net.mode} on {net.master}",
                 net.ipam.value,
@@ -177,22 +212,28 @@ def _print_clusters(console: Console, result: Plan) -> None:
                 _joined(np.ranges),
             )
     if networks.rows:
-        console.print(networks)
+        _print_table(console, networks)
 
 
 def _print_findings(console: Console, findings: list[Finding]) -> None:
+    from multinic.cli.render import line
+
     if not findings:
-        console.print("[green]no findings[/]: the plan follows every rule")
+        line(console, ("no findings", "green"), ": the plan follows every rule")
         return
     for finding in findings:
         style = "bold red" if finding.severity.value == "error" else "yellow"
-        console.print(
-            f"[{style}]{finding.severity.value}[/] [dim]{finding.rule}[/] {finding.message}",
-            highlight=False,
-            soft_wrap=True,  # one finding per line: grep and copy work
+        # One finding per line (line() never wraps): grep and copy work.
+        line(
+            console,
+            (finding.severity.value, style),
+            " ",
+            (finding.rule, "dim"),
+            " ",
+            finding.message,
         )
     errors = sum(1 for f in findings if f.severity.value == "error")
-    console.print(f"{errors} error(s), {len(findings) - errors} warning(s)")
+    line(console, f"{errors} error(s), {len(findings) - errors} warning(s)")
 
 
 def _joined(by_version: Mapping[int, object]) -> str:

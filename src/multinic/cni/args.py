@@ -11,6 +11,8 @@ from multinic.cni.errors import InvalidEnvironmentError
 CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 #: The kernel's IFNAMSIZ is 16 bytes including the terminating NUL.
 MAX_IFNAME_BYTES = 15
+#: Bytes the kernel's isspace() is true for (lib/ctype.c), 0xa0 included.
+KERNEL_SPACE_BYTES = frozenset(b" \t\n\v\f\r\xa0")
 
 CniArgs = tuple[tuple[str, str], ...]
 
@@ -19,6 +21,10 @@ def parse_cni_args(text: str) -> CniArgs:
     """Split ``K1=V1;K2=V2`` into pairs, in order; an empty string gives no pairs."""
     if not text:
         return ()
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # bytes that are not UTF-8 reach us as surrogates
+        raise InvalidEnvironmentError("invalid CNI_ARGS", "not UTF-8") from exc
     pairs = []
     for item in text.split(";"):
         key, sep, value = item.partition("=")
@@ -43,16 +49,34 @@ def validate_container_id(container_id: str) -> str:
 
 
 def validate_ifname(ifname: str) -> str:
-    """Reject names the kernel would refuse or that could escape a directory."""
+    """Reject names the kernel would refuse or that could escape a directory (code 4)."""
     if not ifname:
         raise InvalidEnvironmentError("missing interface name", "CNI_IFNAME is empty")
-    if len(ifname.encode()) > MAX_IFNAME_BYTES:
-        raise InvalidEnvironmentError(
-            "interface name is too long", f"{ifname!r} is over {MAX_IFNAME_BYTES} bytes"
-        )
-    if ifname in (".", ".."):
-        raise InvalidEnvironmentError("interface name is . or ..", ifname)
-    for char in ifname:
-        if char in "/:" or char.isspace() or not char.isprintable():
-            raise InvalidEnvironmentError("invalid character in interface name", repr(ifname))
+    problem = ifname_problem(ifname)
+    if problem:
+        raise InvalidEnvironmentError(problem, repr(ifname))
     return ifname
+
+
+def ifname_problem(name: str) -> str:
+    """Why the kernel refuses ``name`` as a link name, or "" when it takes it.
+
+    The kernel's dev_valid_name(): 1 to 15 bytes, not "." or "..", no '/', ':'
+    or whitespace (its isspace() is true for byte 0xa0 too). We also refuse
+    control and other non-printable characters, which no tool shows, and bytes
+    that are not UTF-8 (Python holds them as surrogates): a JSON result or a
+    cache file could not carry the name back.
+    """
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        return "interface name is not UTF-8"
+    if not raw:
+        return "interface name is empty"
+    if len(raw) > MAX_IFNAME_BYTES:
+        return "interface name is too long"
+    if name in (".", ".."):
+        return "interface name is . or .."
+    if "/" in name or ":" in name or not name.isprintable() or KERNEL_SPACE_BYTES & set(raw):
+        return "invalid character in interface name"
+    return ""

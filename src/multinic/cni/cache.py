@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from multinic.cni import jsontext
 from multinic.cni.args import CniArgs
 from multinic.cni.errors import CNIError, DecodingError, IOFailureError
 from multinic.cni.types import Result
@@ -68,7 +69,7 @@ class CachedAttachment(NamedTuple):
     def from_json(cls, data: bytes) -> CachedAttachment | None:
         """Decode a cache file, or None when it is not a cniCacheV1 entry."""
         try:
-            obj = json.loads(data)
+            obj = jsontext.loads(data)
         except (ValueError, UnicodeDecodeError):
             return None
         return cls.from_obj(obj)
@@ -168,7 +169,7 @@ def cached_result(data: bytes, cni_version: str) -> Result | None:
     Older libcni wrote the bare result JSON to the same path; that is read too.
     """
     try:
-        raw: object = json.loads(data)
+        raw: object = jsontext.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(raw, dict) and raw.get("kind") == CACHE_KIND:

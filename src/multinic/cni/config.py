@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
+from multinic.cni import jsontext
 from multinic.cni.errors import DecodingError, IncompatibleVersionError, InvalidConfigError
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS, highest_common, parse_version
@@ -22,6 +23,9 @@ if TYPE_CHECKING:  # pathlib is not worth its import time on the plugin path
 
 #: SPEC.md: a network name starts alphanumeric, then alphanumerics, '_', '.', '-'.
 NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+#: The spec sets no length, but the name is a directory (host-local's <dataDir>/<name>,
+#: <confdir>/<name>/) and starts cache file names: longer than NAME_MAX it fails half-way.
+MAX_NETWORK_NAME = 255
 
 #: GC's list of attachments to keep; the first key is SPEC 1.1.0's, the second
 #: the name used by an earlier draft that some runtimes still send.
@@ -96,7 +100,7 @@ def decode_json_object(data: bytes | str | Mapping[str, Any], what: str) -> dict
     if isinstance(data, Mapping):
         return dict(data)
     try:
-        obj = json.loads(data)
+        obj = jsontext.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodingError(f"cannot decode {what}", str(exc)) from exc
     if not isinstance(obj, dict):
@@ -227,6 +231,11 @@ def _network_name(obj: Mapping[str, Any], where: str) -> str:
         raise InvalidConfigError(
             f"invalid {where}",
             f"name {name!r} must start with a letter or digit, then letters, digits, '_', '.', '-'",
+        )
+    if len(name) > MAX_NETWORK_NAME:
+        raise InvalidConfigError(
+            f"invalid {where}",
+            f"name has {len(name)} characters; it names a directory: at most {MAX_NETWORK_NAME}",
         )
     return name
 

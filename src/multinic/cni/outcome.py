@@ -6,8 +6,7 @@ Shared by the runtime's executor and by plugins that delegate to other plugins
 
 from __future__ import annotations
 
-import json
-
+from multinic.cni import jsontext
 from multinic.cni.errors import ErrorCode, PluginError, error_from_dict
 
 #: How much of a failing plugin's output an error message quotes.
@@ -17,7 +16,7 @@ QUOTE_LIMIT = 400
 def decode_output(plugin_name: str, stdout: bytes) -> object:
     """Decode a successful plugin's JSON output, naming the plugin if it is not JSON."""
     try:
-        return json.loads(stdout)
+        return jsontext.loads(stdout)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PluginError(
             plugin_name,
@@ -30,7 +29,7 @@ def decode_output(plugin_name: str, stdout: bytes) -> object:
 def failure(name: str, status: int, stdout: bytes, stderr: bytes) -> PluginError:
     """The error a plugin reported on stdout, or one describing how it died."""
     try:
-        reported = error_from_dict(json.loads(stdout))
+        reported = error_from_dict(jsontext.loads(stdout))
     except (ValueError, UnicodeDecodeError):
         reported = None
     if reported is not None:

@@ -76,7 +76,6 @@ if TYPE_CHECKING:
 
 NAME = "multinic-bridge"
 DEFAULT_BRIDGE = "cni0"
-MAX_IFNAME = 15
 #: How long ADD waits for the pod's bridge port to forward before announcing.
 PORT_READY_TIMEOUT = 1.0
 
@@ -109,9 +108,7 @@ class BridgeConf(NamedTuple):
 
 def load_conf(request: skel.Request) -> BridgeConf:
     fields = plugin_fields(request.config.raw, NAME)
-    bridge = fields.string("bridge") or DEFAULT_BRIDGE
-    if len(bridge.encode()) > MAX_IFNAME or "/" in bridge or bridge in (".", ".."):
-        raise fields.error("bridge", f"is not a valid interface name: {bridge!r}")
+    bridge = fields.link_name("bridge", DEFAULT_BRIDGE)
     is_default_gateway = fields.boolean("isDefaultGateway")
     vlan = fields.integer("vlan", 0, low=0, high=4094) or 0
     trunk = _vlan_trunk(fields)

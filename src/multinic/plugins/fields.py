@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from multinic.cni.args import ifname_problem
 from multinic.cni.errors import InvalidConfigError
 from multinic.records import TYPE_CHECKING
 
@@ -54,6 +55,15 @@ class Fields:
         value = self.string(key)
         if not value:
             raise self.error(key, "is required")
+        return value
+
+    def link_name(self, key: str, default: str = "") -> str:
+        """A network interface name the kernel takes ("" when absent): a bad one
+        is the config's error (code 7), not a netlink failure half-way through ADD."""
+        value = self.string(key) or default
+        problem = ifname_problem(value) if value else ""
+        if problem:
+            raise self.error(key, f"is not a valid interface name ({problem}): {value!r}")
         return value
 
     def path(self, key: str) -> str:

@@ -85,7 +85,7 @@ def load_conf(request: skel.Request) -> HostDeviceConf:
     fields = plugin_fields(request.config.raw, TYPE)
     runtime = Fields(request.config.runtime_config, f"{TYPE}: runtimeConfig")
     conf = HostDeviceConf(
-        device=fields.string("device"),
+        device=fields.link_name("device"),
         hwaddr=fields.string("hwaddr").lower(),
         kernelpath=fields.string("kernelpath"),
         pci_bus_id=runtime.string("deviceID") or fields.string("pciBusID"),

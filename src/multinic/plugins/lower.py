@@ -66,7 +66,9 @@ class LowerConf(NamedTuple):
 
 def lower_conf(fields: Fields, *, master_required: bool = False) -> LowerConf:
     """master, mtu and linkInContainer, with the reference's types and limits."""
-    master = fields.required_string("master") if master_required else fields.string("master")
+    if master_required:
+        fields.required_string("master")
+    master = fields.link_name("master")
     mtu = fields.integer("mtu", low=0, high=65535)
     return LowerConf(master, mtu or None, fields.boolean("linkInContainer"))
 
