@@ -170,21 +170,24 @@ def check(ctx: CniContext, network: str, netns: str) -> None:
 def delete(ctx: CniContext, network: str, netns: str) -> None:
     """DEL the attachment of NETNS to NETWORK (succeeds again when already gone).
 
-    Refused (code 3) when nothing is cached for it and NETNS does not exist
-    either: that attachment never was, most likely a mistyped name.
+    With nothing cached for it and no namespace NETNS, the plugins still get the
+    DEL (they may hold an address for that container id), and a warning says the
+    name may be mistyped: failing would leave such an address held forever.
     """
     _run(lambda: _delete(ctx, ctx.network(network), _runtime_conf(netns, must_exist=False)))
 
 
 def _delete(ctx: CniContext, net: NetworkConfigList, rt: RuntimeConf) -> None:
     cached = ctx.runtime.cache.load_raw(net.name, rt.container_id, rt.ifname)
-    if cached is None and not Path(rt.netns).exists():
-        raise UnknownContainerError(
-            "nothing to delete",
-            f"no cached attachment of {net.name!r} for {rt.container_id}/{rt.ifname} "
-            f"and no namespace at {rt.netns}",
-        )
     ctx.runtime.delete(net, rt)
+    if cached is None and not Path(rt.netns).exists():
+        click.echo(
+            f"multinic: warning: nothing was cached for {net.name!r} "
+            f"{rt.container_id}/{rt.ifname} and there is no namespace at {rt.netns}; "
+            "the plugins were asked to delete anyway. If the name is mistyped, "
+            "nothing was deleted.",
+            err=True,
+        )
 
 
 @cni.command()
