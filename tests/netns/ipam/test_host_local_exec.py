@@ -32,7 +32,7 @@ OURS = "multinic-host-local"
 @pytest.fixture
 def bin_dir(tmp_path: Path) -> Path:
     if not (REFERENCE_PLUGIN_DIR / "host-local").exists():
-        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make system-deps")
+        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make third-party")
     install_plugins(str(tmp_path / "bin"))  # what `multinic install-plugins` writes
     return tmp_path / "bin"
 
