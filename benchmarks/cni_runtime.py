@@ -30,14 +30,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support import third_party  # noqa: E402
 from tests.support.conflists import bridge_conflist  # noqa: E402
-from tests.support.refruntime import build_refruntime, refruntime  # noqa: E402
+from tests.support.refruntime import refruntime, refruntime_binary  # noqa: E402
 
 from multinic.cni.conffiles import load_network  # noqa: E402
 from multinic.cni.runtime import Runtime, RuntimeConf  # noqa: E402
 from multinic.lab import netns as lab  # noqa: E402
 
-PLUGINS = Path("/usr/lib/cni")
+PLUGINS = third_party.reference_plugins()
 MULTINIC = Path(sys.executable).parent / "multinic"
 NETWORK = "bench-net"
 
@@ -90,7 +91,7 @@ def main() -> None:
 def report(scratch: Path, bridge: str, pod: str, rounds: int) -> None:
     conf_dir, cache_dir = scratch / "net.d", scratch / "cache"
     write_conflist(conf_dir, scratch / "ipam", bridge)
-    binary = build_refruntime(scratch / "refruntime")
+    binary = refruntime_binary()
     netns = str(lab.create_netns(pod))
     rt = RuntimeConf("bench-pod", netns, "eth0")
     env = {

@@ -23,11 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from multinic.cni import skel
-from multinic.plugins.host_local import PLUGIN
-from multinic.plugins.install import executable_text, package_root
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-REFERENCE = Path("/usr/lib/cni/host-local")
+from tests.support import third_party  # noqa: E402
+
+from multinic.cni import skel  # noqa: E402
+from multinic.plugins.host_local import PLUGIN  # noqa: E402
+from multinic.plugins.install import executable_text, package_root  # noqa: E402
+
+REFERENCE = third_party.reference_plugins() / "host-local"
 
 
 def write_ours(bin_dir: Path) -> Path:
@@ -50,7 +55,7 @@ def env(command: str, cid: str) -> dict[str, str]:
         "CNI_CONTAINERID": cid,
         "CNI_NETNS": "/var/run/netns/bench",
         "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/usr/lib/cni",
+        "CNI_PATH": str(REFERENCE.parent),
     }
 
 

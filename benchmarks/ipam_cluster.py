@@ -215,7 +215,7 @@ def main() -> None:
 
 def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
     print(
-        f"{nodes} nodes x {per_node} ADDs, 3-member etcd 3.4 on loopback, "
+        f"{nodes} nodes x {per_node} ADDs, 3-member etcd 3.6 on loopback, "
         f"{os.cpu_count()} cores; medians over rounds"
     )
     print("| contender | rounds | total s | p50 ms | p99 ms | errors |")

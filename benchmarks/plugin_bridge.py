@@ -26,12 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support import third_party  # noqa: E402
 from tests.support.conflists import bridge_plugin, host_local  # noqa: E402
 
 from multinic.lab import netns as lab  # noqa: E402
 from multinic.plugins.install import install_plugins  # noqa: E402
 
-REFERENCE = Path("/usr/lib/cni")
+REFERENCE = third_party.reference_plugins()
 
 
 def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) -> bytes:

@@ -30,12 +30,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support import third_party  # noqa: E402
 from tests.support.conflists import host_local  # noqa: E402
 
 from multinic.lab import netns as lab  # noqa: E402
 from multinic.plugins.install import install_plugins  # noqa: E402
 
-REFERENCE = Path("/usr/lib/cni")
+REFERENCE = third_party.reference_plugins()
 
 
 #: Contenders run in-process (``skel.run``, as a node daemon would call them).

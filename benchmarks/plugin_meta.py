@@ -28,12 +28,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support import third_party  # noqa: E402
+
 from multinic.cni import skel  # noqa: E402
 from multinic.lab import netns as lab  # noqa: E402
 from multinic.plugins import sbr, tuning  # noqa: E402
 from multinic.plugins.install import install_plugins  # noqa: E402
 
-REFERENCE = Path("/usr/lib/cni")
+REFERENCE = third_party.reference_plugins()
 TUNING = {
     "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1", "net.core.somaxconn": "1024"},
     "mtu": 1400,

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.podman.harness import IMAGE, PodmanHost, podman_host  # noqa: E402
+from tests.e2e.podman.harness import IMAGE, PODMAN_CNI_VERSION, PodmanHost, podman_host  # noqa: E402
 from tests.support.conflists import bridge_conflist  # noqa: E402
 
 #: name -> (bridge plugin type, IPAM type, subnet); apart from the tests' ranges.
@@ -44,6 +44,7 @@ def network_for(host: PodmanHost, index: int, stack: str) -> str:
     bridge_type, ipam_type, subnet = STACKS[stack]
     name = f"mnbench-{index}"
     conf = bridge_conflist(name, f"mnbench{index}", host.base / "ipam", subnet)
+    conf["cniVersion"] = PODMAN_CNI_VERSION
     conf["plugins"][0]["type"] = bridge_type
     conf["plugins"][0]["ipam"]["type"] = ipam_type
     host.write_network(conf)

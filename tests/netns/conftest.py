@@ -13,12 +13,15 @@ import pytest
 
 from multinic.cni.runtime import Runtime
 from multinic.lab import netns as lab
+from tests.support import third_party
 
 if TYPE_CHECKING:
     from tests.support.lower_plugins import CheckedNode
 
-#: Debian's containernetworking-plugins; `make test` installs the package.
-REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
+#: The CNI reference plugins (containernetworking/plugins, all of them in one
+#: dir), built from their Go module by scripts/build-third-party (`make test`
+#: builds them first); importing this fails with that command when they are missing.
+REFERENCE_PLUGIN_DIR = third_party.directory("cni-plugins")
 
 
 def unique(prefix: str) -> str:
@@ -29,7 +32,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture
 def reference_plugins() -> Path:
     if not (REFERENCE_PLUGIN_DIR / "bridge").exists():
-        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make system-deps")
+        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make third-party")
     return REFERENCE_PLUGIN_DIR
 
 

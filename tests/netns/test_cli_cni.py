@@ -71,7 +71,7 @@ def test_add_check_del_by_namespace_name(
     assert added.returncode == 0, added.stderr
     assert node.keep <= lab.link_names(node.name)  # the bridge went to the node
     result: dict[str, Any] = json.loads(added.stdout)
-    assert result["cniVersion"] == "1.0.0"
+    assert result["cniVersion"] == "1.1.0"
     assert result["ips"][0]["address"].startswith("198.18.20.")
     assert lab.addresses("eth0", netns=pod) == [result["ips"][0]["address"]]
 
@@ -108,7 +108,7 @@ def test_status_and_validate(cli_env: dict[str, str]) -> None:
 
     validated = multinic(cli_env, "cni", "validate", "cli-net")
     assert validated.returncode == 0, validated.stderr
-    assert "cniVersion 1.0.0" in validated.stdout
+    assert "cniVersion 1.1.0" in validated.stdout
 
 
 def test_errors_are_messages_not_tracebacks(cli_env: dict[str, str], pod: str) -> None:

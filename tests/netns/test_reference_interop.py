@@ -1,8 +1,11 @@
 """multinic's runtime drives the reference (Go) plugins in real namespaces.
 
 Proves the runtime speaks the protocol the reference plugins expect: config
-injection, prevResult chaining, libcni's cache format, CHECK, DEL (twice) and
-GC, with nothing left behind in the pod, on the node or on disk.
+injection, prevResult chaining, libcni's cache format, CHECK, DEL (twice), GC
+and STATUS, at cniVersion 1.1.0 (and every older version both sides speak),
+with nothing left behind in the pod, on the node or on disk. The plugins are
+containernetworking/plugins v1.10, built from their Go module
+(tests/support/third_party.py).
 
 The plugins' host side (bridges, host veth ends, gateway addresses, a macvlan
 parent) is a scratch node namespace per test (``checked_node``): the runtime is
@@ -14,6 +17,7 @@ fails the test.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 from pathlib import Path
@@ -25,7 +29,8 @@ from multinic.cni.config import Attachment, NetworkConfigList, parse_network_con
 from multinic.cni.errors import CNIError
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.lab import netns as lab
-from tests.netns.conftest import unique
+from multinic.plugins.install import install_plugins
+from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.conflists import bridge_plugin, conflist, host_local
 from tests.support.lower_plugins import CheckedNode, on_node
 
@@ -51,9 +56,10 @@ def bridge_network(
     bridge = unique("mntbr")
     node.keep.add(bridge)
     first = bridge_plugin(bridge, host_local(data_dir, *subnets))
-    return parse_network_config_list(
-        conflist(name, first, *then, versions=versions or ["0.4.0", "1.0.0"])
-    )
+    versions = versions or ["1.0.0", "1.1.0"]
+    obj = conflist(name, first, *then, versions=versions)
+    obj["cniVersion"] = versions[0]  # the newest of both keys wins (1.1.0 by default)
+    return parse_network_config_list(obj)
 
 
 def attach(pod: str, container_id: str | None = None, ifname: str = "eth0") -> RuntimeConf:
@@ -92,8 +98,8 @@ def test_bridge_host_local_add_check_del(
 
     result = on_node(lambda: runtime.add(net, rt))
 
-    assert net.negotiated_version() == "1.0.0"
-    assert result.cni_version == "1.0.0"
+    assert net.negotiated_version() == "1.1.0"
+    assert result.cni_version == "1.1.0"
     (ip,) = result.ips
     assert ip.address.network == SUBNET_V4
     assert ip.gateway == ipaddress.ip_address("198.18.10.1")
@@ -262,19 +268,145 @@ def test_gc_keeps_valid_attachments(
     on_node(lambda: runtime.delete(net, kept))
 
 
-def test_unsupported_version_fails_cleanly(
+def leak(runtime: Runtime, net: NetworkConfigList, rt: RuntimeConf, pod: str) -> None:
+    """Forget an attachment the way a crashed runtime does: the pod and the cache
+    entry go, the IPAM reservation stays (only a plugin's GC can find it now)."""
+    runtime.cache.path(net.name, rt.container_id, rt.ifname).unlink()
+    lab.delete_netns(pod)
+
+
+def test_reference_bridge_gc_does_not_reach_its_ipam(
+    runtime: Runtime, pod: str, pod2: str, node: CheckedNode, tmp_path: Path
+) -> None:
+    """At 1.1.0 GC reaches every plugin, but the reference bridge 1.10 has no GC
+    handler (its skel answers success without delegating to host-local), so a
+    reservation with no cache entry survives it; our bridge delegates (next test)."""
+    data_dir = tmp_path / "ipam"
+    net = bridge_network("interop-gc-leak", node, data_dir)
+    kept, lost = attach(pod), attach(pod2)
+    kept_ip = on_node(lambda: runtime.add(net, kept)).ips[0].address.ip
+    lost_ip = on_node(lambda: runtime.add(net, lost)).ips[0].address.ip
+    leak(runtime, net, lost, pod2)
+
+    on_node(lambda: runtime.gc(net, [Attachment(kept.container_id, kept.ifname)]))
+
+    assert reservations(data_dir, net.name) == {str(kept_ip), str(lost_ip)}
+    on_node(lambda: runtime.delete(net, kept))
+
+
+def test_reference_host_local_gc_under_our_bridge(
+    pod: str, pod2: str, node: CheckedNode, tmp_path: Path
+) -> None:
+    """multinic-bridge delegates GC to the reference host-local, which honours our
+    runtime's valid-attachments list: the leaked reservation goes, the valid one stays."""
+    install_plugins(str(tmp_path / "bin"))
+    runtime = Runtime([tmp_path / "bin", REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
+    data_dir = tmp_path / "ipam"
+    bridge = unique("mntbr")
+    node.keep.add(bridge)
+    ours = {**bridge_plugin(bridge, host_local(data_dir, SUBNET_V4)), "type": "multinic-bridge"}
+    net = parse_network_config_list(conflist("interop-gc-ipam", ours))
+    kept, lost = attach(pod), attach(pod2)
+    kept_ip = on_node(lambda: runtime.add(net, kept)).ips[0].address.ip
+    on_node(lambda: runtime.add(net, lost))
+    leak(runtime, net, lost, pod2)
+
+    on_node(lambda: runtime.gc(net, [Attachment(kept.container_id, kept.ifname)]))
+
+    assert reservations(data_dir, net.name) == {str(kept_ip)}
+    assert "eth0" in lab.link_names(pod)
+    on_node(lambda: runtime.delete(net, kept))
+    assert reservations(data_dir, net.name) == set()
+
+
+def test_status_of_reference_plugins(runtime: Runtime, node: CheckedNode, tmp_path: Path) -> None:
+    """STATUS at 1.1.0 reaches every plugin: bridge (which asks host-local, which has
+    no STATUS handler and answers ready), tuning, ptp, macvlan; all ready."""
+    data_dir = tmp_path / "ipam"
+    chain = bridge_network("interop-status", node, data_dir, {"type": "tuning", "mtu": 1400})
+    on_node(lambda: runtime.status(chain))
+    for plugin in (
+        {"type": "ptp", "ipam": host_local(data_dir, SUBNET_V4)},
+        {"type": "macvlan", "master": "lo", "ipam": host_local(data_dir, SUBNET_V4)},
+    ):
+        net = parse_network_config_list(conflist("interop-status-" + plugin["type"], plugin))
+        on_node(functools.partial(runtime.status, net))
+
+
+def test_reference_bridge_relays_our_ipam_not_available(
+    pod: str, node: CheckedNode, tmp_path: Path
+) -> None:
+    """The reference bridge delegates STATUS to multinic-host-local; our 'range
+    exhausted' (code 50) comes back through it unchanged, and clears after DEL."""
+    install_plugins(str(tmp_path / "bin"))
+    runtime = Runtime([tmp_path / "bin", REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
+    bridge = unique("mntbr")
+    node.keep.add(bridge)
+    one = {
+        "type": "multinic-host-local",
+        "ranges": [
+            [{"subnet": str(SUBNET_V4), "rangeStart": "198.18.10.9", "rangeEnd": "198.18.10.9"}]
+        ],
+        "dataDir": str(tmp_path / "ipam"),
+    }
+    net = parse_network_config_list(conflist("interop-status-full", bridge_plugin(bridge, one)))
+    on_node(lambda: runtime.status(net))
+    rt = attach(pod)
+    on_node(lambda: runtime.add(net, rt))
+
+    with pytest.raises(CNIError) as failure:
+        on_node(lambda: runtime.status(net))
+
+    assert failure.value.code == 50
+    assert "no free address" in str(failure.value)
+    on_node(lambda: runtime.delete(net, rt))
+    on_node(lambda: runtime.status(net))
+
+
+def test_reference_plugins_speak_1_1_0(runtime: Runtime) -> None:
+    """VERSION: the reference plugins 1.10 speak every version up to 1.1.0.
+
+    (Debian 12's 1.1.1 stopped at 1.0.0, and a 1.1.0 list failed with code 1.)
+    """
+    for plugin in ("bridge", "host-local", "ptp", "macvlan", "tuning"):
+        info = runtime.version_info(plugin)
+        assert info.supported_versions[-1] == "1.1.0", plugin
+        assert {"0.3.0", "0.3.1", "0.4.0", "1.0.0"} <= set(info.supported_versions), plugin
+
+
+@pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+def test_every_shared_version_round_trips(
+    runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path, version: str
+) -> None:
+    """A list at each version both sides speak: ADD (result in that version), CHECK, DEL."""
+    data_dir = tmp_path / "ipam"
+    net = bridge_network("interop-v" + version.replace(".", ""), node, data_dir, versions=[version])
+    rt = attach(pod)
+
+    result = on_node(lambda: runtime.add(net, rt))
+
+    assert result.cni_version == version
+    assert assert_cache_entry(runtime, net, rt)["result"]["cniVersion"] == version
+    assert lab.addresses("eth0", netns=pod) == [str(result.ips[0].address)]
+    if version >= "0.4.0":
+        on_node(lambda: runtime.check(net, rt))
+    on_node(lambda: runtime.delete(net, rt))
+    assert "eth0" not in lab.link_names(pod)
+    assert reservations(data_dir, net.name) == set()
+
+
+def test_a_version_nobody_speaks_fails_cleanly(
     runtime: Runtime, pod: str, node: CheckedNode, tmp_path: Path
 ) -> None:
-    """The reference plugins here speak up to 1.0.0: a 1.1.0 list fails with code 1."""
+    """A list only at 1.2.0 (unknown to both sides): code 1 before any plugin runs."""
     data_dir = tmp_path / "ipam"
-    net = bridge_network("interop-version", node, data_dir, versions=["1.0.0", "1.1.0"])
+    net = bridge_network("interop-version", node, data_dir, versions=["1.2.0"])
     rt = attach(pod)
 
     with pytest.raises(CNIError) as failure:
         on_node(lambda: runtime.add(net, rt))
 
     assert failure.value.code == 1
-    assert "bridge" in str(failure.value)
     assert "eth0" not in lab.link_names(pod)
     assert reservations(data_dir, net.name) == set()
     assert not runtime.cache.path(net.name, rt.container_id, rt.ifname).exists()

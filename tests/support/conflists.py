@@ -25,8 +25,8 @@ def bridge_plugin(bridge: str, ipam: dict[str, Any]) -> dict[str, Any]:
 def conflist(
     name: str, *plugins: dict[str, Any], versions: list[str] | None = None
 ) -> dict[str, Any]:
-    """A list at 1.0.0, the newest version Debian 12's reference plugins speak."""
-    obj: dict[str, Any] = {"cniVersion": "1.0.0", "name": name, "plugins": list(plugins)}
+    """A list at 1.1.0, the newest version, which the reference plugins 1.10 speak."""
+    obj: dict[str, Any] = {"cniVersion": "1.1.0", "name": name, "plugins": list(plugins)}
     if versions is not None:
         obj["cniVersions"] = versions
     return obj

@@ -1,4 +1,8 @@
-"""A real etcd cluster (etcd 3.6, built from its Go module) on loopback, for tests and benchmarks.
+"""A real etcd cluster on loopback, for tests and benchmarks.
+
+The etcd is the one built from go.etcd.io/etcd/server/v3 at the version pinned
+in third_party/programs (3.6.16) by scripts/build-third-party; the same build
+serves the kube-apiserver fixture. (Until issue 9 it was Debian's 3.4.23.)
 
 Members listen on free loopback ports with their data under one directory.
 :meth:`EtcdCluster.stop` kills every member and removes the data; use the
@@ -20,6 +24,11 @@ from typing import IO, Any
 from tests.support import third_party
 
 START_TIMEOUT = 60.0
+
+
+def etcd_binary() -> Path:
+    """The built etcd server (raises, naming the build command, when it is missing)."""
+    return third_party.binary("etcd")
 
 
 def free_port() -> int:
@@ -50,7 +59,7 @@ class Member:
 
     def command(self, initial_cluster: str, state: str) -> list[str]:
         return [
-            str(third_party.binary("etcd")),
+            str(etcd_binary()),
             f"--name={self.name}",
             f"--data-dir={self.data_dir}",
             f"--listen-client-urls={self.client_url}",
@@ -100,6 +109,10 @@ class Member:
         except (OSError, ValueError, http.client.HTTPException):
             return False
         return bool(status.get("leader") == status.get("header", {}).get("member_id"))
+
+    def server_version(self) -> str:
+        """What the member says it is (``/version``'s ``etcdserver``)."""
+        return str(self._ask("GET", "/version")["etcdserver"])
 
     def healthy(self) -> bool:
         try:

@@ -57,3 +57,12 @@ def directory(name: str) -> Path:
 def binary(name: str) -> Path:
     """The path of program ``name``'s executable."""
     return directory(name) / name
+
+
+def reference_plugins() -> Path:
+    """The CNI reference plugins' directory (bridge, host-local, tuning, ... in one).
+
+    Tests and benchmarks use this instead of Debian's /usr/lib/cni (1.1.1,
+    no CNI 1.1, no GC or STATUS), which is no longer installed for them.
+    """
+    return directory("cni-plugins")

@@ -537,7 +537,6 @@ def test_del_reads_a_legacy_bare_result_cache(lab: Lab) -> None:
     assert call["stdin"]["prevResult"] == {
         "cniVersion": "1.0.0",
         "ips": [{"address": "10.5.0.9/16"}],
-        "dns": {},
     }
 
 

@@ -159,9 +159,12 @@ def _encode_result(result: Result) -> dict[str, Any]:
         out["ips"] = [_encode_ip(ip, tagged) for ip in result.ips]
     if result.routes:
         out["routes"] = [_encode_route(r, has_1_1) for r in result.routes]
-    # Always written, as the reference libcni on Debian (1.1) does; libcni 1.2+
-    # leaves an empty one out of 1.x results. Readers accept both.
-    out["dns"] = _encode_dns(result.dns)
+    # As libcni writes it (1.2 and later): an empty "dns" is left out of 1.x
+    # results and kept in 0.x ones (Go's omitempty never drops a struct; its
+    # 1.x type removes the key by hand). libcni 1.1 wrote it always; readers accept both.
+    dns = _encode_dns(result.dns)
+    if dns or tagged:
+        out["dns"] = dns
     return out
 
 

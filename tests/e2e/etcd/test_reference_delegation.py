@@ -1,8 +1,10 @@
 """The reference Go ``bridge`` plugin delegates to our ``multinic-ipam`` executable on etcd.
 
-A conflist switches IPAM by changing ``"type"`` alone: Debian's bridge finds
+A conflist switches IPAM by changing ``"type"`` alone: the reference bridge
+(containernetworking/plugins v1.10, built from its Go module) finds
 ``multinic-ipam`` on CNI_PATH, runs it, and configures the address it got in
-two real pod namespaces.
+two real pod namespaces. At 1.1.0 it also relays STATUS to it: ready while
+etcd answers, code 50 when no member does.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 from multinic.lab import netns as lab
 from multinic.plugins.install import install_plugins
 from tests.e2e.etcd.test_reliability import State
+from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster
 
-REFERENCE = Path("/usr/lib/cni")
+REFERENCE = third_party.directory("cni-plugins")
 
 
 def bridge(
@@ -49,7 +52,7 @@ def test_reference_bridge_uses_multinic_ipam(etcd_cluster: EtcdCluster, tmp_path
     install_plugins(str(bin_dir))
     name = f"mnb{secrets.token_hex(4)}"
     config = {
-        "cniVersion": "1.0.0",
+        "cniVersion": "1.1.0",
         "name": "e2e-net",
         "type": "bridge",
         "bridge": name,
@@ -76,6 +79,16 @@ def test_reference_bridge_uses_multinic_ipam(etcd_cluster: EtcdCluster, tmp_path
             got.append(ip_config["address"])
         assert got == ["10.77.0.2/24", "10.77.0.3/24"]
         State(etcd_cluster).assert_consistent()
+        ready = bridge(bin_dir, "STATUS", config, pods[0])
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        for member in etcd_cluster.members:
+            etcd_cluster.kill(member)
+        down = bridge(bin_dir, "STATUS", config, pods[0])
+        assert down.returncode == 1
+        assert json.loads(down.stdout)["code"] == 50  # ours, through their bridge
+        for member in etcd_cluster.members:
+            etcd_cluster.restart(member)
+        etcd_cluster.wait_healthy(etcd_cluster.members)
         for pod in pods:
             done = bridge(bin_dir, "DEL", config, pod)
             assert done.returncode == 0, done.stdout + done.stderr

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from multinic.lab import netns as lab
-from tests.e2e.podman.harness import PodmanHost, podman_host
+from tests.e2e.podman.harness import PODMAN_CNI_VERSION, PodmanHost, podman_host
 from tests.support.conflists import bridge_conflist
 
 
@@ -112,6 +112,7 @@ def make_network(podman: PodmanHost) -> Iterator[MakeNetwork]:
             subnet6=ipaddress.IPv6Network(subnet6) if subnet6 else None,
         )
         conf = bridge_conflist(network.name, network.bridge, network.data_dir, *subnets)
+        conf["cniVersion"] = PODMAN_CNI_VERSION
         bridge = conf["plugins"][0]
         bridge["type"] = bridge_type
         bridge["ipam"]["type"] = ipam_type

@@ -41,9 +41,14 @@ from typing import Any
 from multinic.lab import netns as lab
 from multinic.lab.netns import NETNS_DIR
 from multinic.plugins.install import install_plugins
+from tests.support import third_party
 
-#: Debian's containernetworking-plugins; podman searches it after our bin dir.
-REFERENCE_PLUGIN_DIR = Path("/usr/lib/cni")
+#: The CNI reference plugins built from containernetworking/plugins (v1.10, by
+#: scripts/build-third-party); podman searches them after our bin dir.
+REFERENCE_PLUGIN_DIR = third_party.directory("cni-plugins")
+#: The newest version podman 4.3's own libcni reads: a 1.1.0 conflist's result
+#: fails with 'unsupported CNI result version "1.1.0"', whoever's plugins run.
+PODMAN_CNI_VERSION = "1.0.0"
 BUSYBOX = Path("/bin/busybox")
 #: The applets the tests run inside the container.
 APPLETS = ("sh", "ip", "ping", "cat", "ls", "readlink", "sleep", "true")

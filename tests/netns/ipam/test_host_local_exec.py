@@ -1,6 +1,7 @@
 """multinic-host-local and multinic-static as executables, beside the reference plugins.
 
-The reference ``host-local`` (Debian's containernetworking-plugins) and ours
+The reference ``host-local`` (containernetworking/plugins v1.10, built from its
+Go module) and ours
 share one data dir: they alternate, read each other's reservations and
 cursor, DEL each other's, and exclude each other through the same flock.
 """
@@ -32,7 +33,7 @@ OURS = "multinic-host-local"
 @pytest.fixture
 def bin_dir(tmp_path: Path) -> Path:
     if not (REFERENCE_PLUGIN_DIR / "host-local").exists():
-        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make system-deps")
+        pytest.fail(f"reference plugins missing in {REFERENCE_PLUGIN_DIR}: run make third-party")
     install_plugins(str(tmp_path / "bin"))  # what `multinic install-plugins` writes
     return tmp_path / "bin"
 
@@ -60,9 +61,9 @@ def run(
 
 
 def ipam_conf(data_dir: Path, ranges: list[Any], plugin: str, **ipam: Any) -> dict[str, Any]:
-    # The reference plugins on Debian 12 speak up to 1.0.0.
+    # The newest version, which the reference host-local 1.10 speaks too.
     return {
-        "cniVersion": "1.0.0",
+        "cniVersion": "1.1.0",
         "name": "shared",
         "ipam": {"type": plugin, "dataDir": str(data_dir), "ranges": ranges, **ipam},
     }
@@ -162,7 +163,7 @@ def test_errors_are_cni_error_objects(bin_dir: Path, tmp_path: Path) -> None:
     status, err = run(exe(bin_dir, OURS), "ADD", config, "b")
     assert status == 1
     assert err == {
-        "cniVersion": "1.0.0",
+        "cniVersion": "1.1.0",
         "code": CODE_EXHAUSTED,
         "msg": "failed to allocate for range 0: no IP addresses available in range set",
         "details": "10.80.0.1-10.80.0.2/30",

@@ -236,16 +236,22 @@ def test_status(device: str, tmp_path: Path) -> None:
     assert status == 1 and err["code"] == 50 and "mnhd-none" in err["msg"]
 
 
-@pytest.mark.parametrize(("stack", "version"), [(V4, "1.1.0"), (DUAL, "1.0.0")])
+@pytest.mark.parametrize(
+    ("stack", "version", "ipam_type"),
+    [
+        (V4, "1.1.0", "host-local"),
+        (V4, "1.1.0", "multinic-host-local"),
+        (DUAL, "1.0.0", "host-local"),
+    ],
+)
 def test_executable_through_the_runtime(
-    pod: str, device: str, tmp_path: Path, stack: str, version: str
+    pod: str, device: str, tmp_path: Path, stack: str, version: str, ipam_type: str
 ) -> None:
     bin_dir = tmp_path / "bin"
     install_plugins(str(bin_dir))
     runtime = Runtime([bin_dir, REFERENCE_PLUGIN_DIR], cache_dir=tmp_path / "cache")
-    ipam = {**host_local(tmp_path / "ipam", stack, V4_NET, V6_NET), "type": "host-local"}
-    if version == "1.1.0":
-        ipam["type"] = "multinic-host-local"  # Debian's reference speaks up to 1.0.0
+    # The reference host-local (1.10) speaks 1.1.0 as well as ours.
+    ipam = {**host_local(tmp_path / "ipam", stack, V4_NET, V6_NET), "type": ipam_type}
     plugin = {"type": TYPE, "device": device, "ipam": ipam}
     net = parse_network_config_list({"cniVersion": version, "name": "hdnet", "plugins": [plugin]})
     rt = RuntimeConf("cid-exe", str(lab.netns_path(pod)), "net1")

@@ -1,6 +1,6 @@
 """multinic-sbr in real namespaces: tables, rules, CHECK, DEL, rollback, and real traffic.
 
-The pod interface comes from the reference ``bridge`` (/usr/lib/cni) through our
+The pod interface comes from the reference ``bridge`` (the built plugins) through our
 runtime; sbr runs in-process on its result, or as an executable in the same
 conflist. The traffic test builds a two-network pod whose secondary network
 leads to a namespace the primary cannot reach, and pings it from the secondary

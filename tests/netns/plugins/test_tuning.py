@@ -2,7 +2,7 @@
 
 In-process tests tune one end of a veth pair the test puts in the pod (what an
 interface plugin would have made); the runtime tests chain the executable after
-the reference ``bridge`` (from /usr/lib/cni). The host side (the veths' other
+the reference ``bridge`` (the built plugins). The host side (the veths' other
 ends, the bridge) is the test's scratch node namespace (``plugin_node``), never
 the real host's. Everything is observed with iproute2 and /proc/sys inside the
 pod. Addresses: 198.18.96.0/20, fd00:96::/48.

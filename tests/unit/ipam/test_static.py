@@ -78,7 +78,7 @@ def test_args_and_the_ips_capability_replace_the_addresses() -> None:
 
 
 def test_no_addresses_is_an_empty_result() -> None:
-    assert call("ADD", conf({})) == (0, {"cniVersion": "1.1.0", "dns": {}})
+    assert call("ADD", conf({})) == (0, {"cniVersion": "1.1.0"})
 
 
 def test_old_versions_tag_addresses() -> None:

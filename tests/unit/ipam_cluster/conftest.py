@@ -1,6 +1,7 @@
 """Fixtures: the store contract runs against SQLite and a real etcd alike.
 
-etcd here is one real member (Debian's etcd-server) on a free loopback port,
+etcd here is one real member (etcd 3.6, built from its Go module by
+scripts/build-third-party; tests/support/etcd_cluster.py) on a free loopback port,
 started once per session; the three-member cluster and its failures are the
 end-to-end tests' (tests/e2e/etcd).
 """

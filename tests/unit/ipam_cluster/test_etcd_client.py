@@ -8,7 +8,15 @@ import pytest
 
 from multinic.ipam.etcd_client import EtcdClient, _decode_answer, parse_endpoint
 from multinic.ipam.store import StoreError, StoreUnavailableError, deadline_after
+from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster
+
+
+def test_the_member_is_the_built_etcd(etcd_member: EtcdCluster) -> None:
+    """The store's tests run against the etcd of third_party/programs, not Debian's 3.4."""
+    (member,) = etcd_member.members
+    assert member.server_version() == third_party.version("etcd").removeprefix("v")
+    assert member.server_version().startswith("3.6.")
 
 
 def test_endpoints_parse_with_or_without_scheme() -> None:
