@@ -15,7 +15,15 @@ from typing import NamedTuple
 from multinic.plan import sizing
 from multinic.plan.model import MAX_SERVICE_PREFIX, BlockKind, Cluster, Fabric, IPNetwork
 from multinic.plan.pool import PrefixPool
-from multinic.plan.result import ClusterPlan, Finding, NetworkPlan, Plan, Severity, Shortfall
+from multinic.plan.result import (
+    Allocation,
+    ClusterPlan,
+    Finding,
+    NetworkPlan,
+    Plan,
+    Severity,
+    Shortfall,
+)
 
 #: A former plan's allocations by (block kind, owner, IP version).
 Previous = Mapping[tuple[BlockKind, str, int], IPNetwork]
@@ -40,6 +48,7 @@ def plan_fabric(fabric: Fabric, previous: Previous | None = None) -> Plan:
         for used in fabric.in_use:
             pool.reserve(used)
     plan = Plan(fabric, [_empty_plan(cluster) for cluster in fabric.clusters])
+    plan.previous = [Allocation(kind, owner, p) for (kind, owner, _), p in (previous or {}).items()]
     requests = list(_requests(plan))
     pending = [r for r in requests if not _keep_previous(r, pools, previous or {}, plan)]
     for request in pending:
