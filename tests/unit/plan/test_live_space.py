@@ -7,16 +7,18 @@ nothing exported); pod and service blocks outside private space are a warning.
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multinic.plan.export import export_cluster
 from multinic.plan.model import BlockKind
 
-from .fabrics import cluster, dual_stack, fabric, plan_of, rules
+from .fabrics import cluster, dual_stack, fabric, network, plan_of, rules
 from .test_cli import run, write
 
 KINDS = ("node", "pod", "service")
@@ -122,3 +124,34 @@ def test_ipv6_pods_outside_unique_local_space_are_a_warning() -> None:
     messages = [f.message for f in plan_of(doc).findings if f.rule == "public-space"]
 
     assert messages and "pod block 2001:db8::/48" in messages[0] and "fc00::/7" in messages[0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    expected=st.integers(1, 40),
+    grow=st.integers(0, 30),
+    addresses=st.integers(1, 2000),
+    dual=st.booleans(),
+)
+def test_no_two_node_slots_of_a_per_node_network_share_an_address(
+    expected: int, grow: int, addresses: int, dual: bool
+) -> None:
+    net = network("sig", ipam="per-node", expected_addresses=addresses)
+    one = cluster("a", nodes={"expected": expected, "max": expected + grow}, networks=[net])
+    plan = plan_of(dual_stack(one) if dual else fabric(one))
+    if plan.errors:
+        return  # a range too small is multus-capacity's error, and nothing is exported
+    files = export_cluster(plan, plan.clusters[0])
+    nad = yaml.safe_load(files["network-attachment-definitions.yaml"])
+    assert "spec" not in nad  # never one range for every node
+    configs = [json.loads(text) for name, text in files.items() if name.startswith("multus-net.d/")]
+    assert len(configs) == expected + grow
+    seen: set[tuple[int, int]] = set()
+    for config in configs:
+        for (r,) in config["ipam"]["ranges"]:
+            version = ip_network(r["subnet"]).version
+            first, last = (int(ip_address(r[k])) for k in ("rangeStart", "rangeEnd"))
+            assert last - first + 1 >= -(-addresses // expected)  # each node's share fits
+            mine = {(version, a) for a in range(first, last + 1)}
+            assert not mine & seen
+            seen |= mine
