@@ -36,6 +36,11 @@ PRIVATE_SPACE = {
     6: (ip_network("fc00::/7"),),
 }
 
+#: Prefixes named in one finding about a list, and findings of one rule before the rest
+#: are counted in one line.
+SHOWN = 3
+GROUP_AFTER = 20
+
 ALLOCATED_AS = {
     BlockKind.NODE: "node subnet",
     BlockKind.POD: "pod CIDR",
@@ -59,11 +64,12 @@ def private_blocks_routable(fabric: Fabric) -> Iterator[Finding]:
     """The seed: pod and service space must not be routable outside the clusters."""
     for kind in PRIVATE_BLOCKS:
         for prefix in fabric.block(kind).prefixes:
-            for routed in _overlapping(prefix, fabric.routable):
+            routed = _overlapping(prefix, fabric.routable)
+            if routed:
                 yield Finding(
                     ERROR,
                     "routable",
-                    f"{kind} block {prefix} overlaps routable prefix {routed}: "
+                    f"{kind} block {prefix} overlaps {_some('routable prefix', routed)}: "
                     f"{kind} space must not be routable outside the clusters",
                 )
 
@@ -93,11 +99,12 @@ def private_blocks_in_use(fabric: Fabric) -> Iterator[Finding]:
     """Pods could not reach in-use addresses that their pod or service space shadows."""
     for kind in PRIVATE_BLOCKS:
         for prefix in fabric.block(kind).prefixes:
-            for used in _overlapping(prefix, fabric.in_use):
+            used = _overlapping(prefix, fabric.in_use)
+            if used:
                 yield Finding(
                     ERROR,
                     "in-use",
-                    f"{kind} block {prefix} overlaps in-use prefix {used}: "
+                    f"{kind} block {prefix} overlaps {_some('in-use prefix', used)}: "
                     "pods would not reach those addresses",
                 )
 
@@ -387,11 +394,13 @@ def check_fabric(fabric: Fabric) -> list[Finding]:
 
 def validate(plan: Plan) -> Plan:
     """Fill ``plan.findings``: fabric rules, the planner's own notes, plan rules."""
-    plan.findings = [
-        *check_fabric(plan.fabric),
-        *plan.notes,
-        *(finding for rule in PLAN_RULES for finding in rule(plan)),
-    ]
+    plan.findings = group_repeated(
+        [
+            *check_fabric(plan.fabric),
+            *plan.notes,
+            *(finding for rule in PLAN_RULES for finding in rule(plan)),
+        ]
+    )
     return plan
 
 
@@ -415,7 +424,44 @@ def _is_private(prefix: IPNetwork) -> bool:
 
 
 def _overlapping(prefix: IPNetwork, others: Iterable[IPNetwork]) -> list[IPNetwork]:
-    return [o for o in others if o.version == prefix.version and prefix.overlaps(o)]
+    # Integers, not ipaddress.overlaps: an in_use list may hold a hundred thousand prefixes.
+    low, high = int(prefix.network_address), int(prefix.broadcast_address)
+    return [
+        o
+        for o in others
+        if o.version == prefix.version
+        and int(o.network_address) <= high
+        and low <= int(o.broadcast_address)
+    ]
+
+
+def _some(what: str, prefixes: list[IPNetwork]) -> str:
+    """One finding for a list, not a line per entry: the first few and how many."""
+    if len(prefixes) == 1:
+        return f"{what} {prefixes[0]}"
+    shown = ", ".join(map(str, prefixes[:SHOWN]))
+    more = f" and {len(prefixes) - SHOWN} more" if len(prefixes) > SHOWN else ""
+    return f"{len(prefixes)} {what}es ({shown}{more})"
+
+
+def group_repeated(findings: list[Finding], keep: int = GROUP_AFTER) -> list[Finding]:
+    """At most ``keep`` findings per rule and severity, then one that says how many more.
+
+    A long input (an in_use list, a thousand clusters) must not print a line per
+    entry; the first ones show the pattern, the count says how far it goes.
+    """
+    seen: dict[tuple[Severity, str], int] = {}
+    out = []
+    for finding in findings:
+        key = (finding.severity, finding.rule)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= keep:
+            out.append(finding)
+    for (severity, rule), count in seen.items():
+        if count > keep:
+            message = f"and {count - keep} more {rule} findings like the {keep} above"
+            out.append(Finding(severity, rule, message))
+    return out
 
 
 def _describe(item: Allocation | IPNetwork) -> str:
