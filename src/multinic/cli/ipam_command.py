@@ -2,8 +2,14 @@
 
 ``ls`` lists pools, ``usage`` draws a bar per pool, ``show POOL`` lists its
 blocks and addresses, ``release`` frees one attachment's addresses, ``gc``
-frees every attachment of a network not in a keep list and gives back empty
-blocks. Tables are for people; ``--json`` is for programs.
+frees every attachment of a network not in a keep list (or all of them, asked
+for by ``--all``) and gives back empty blocks. Tables are for people;
+``--json`` is for programs.
+
+Inspection never writes: the SQLite file is opened read-only, and a file that
+is not a multinic store is refused untouched. The destructive commands take
+``--dry-run``, and a name that matches nothing is an error, not a silent no-op:
+a typo must not look like success, nor make gc release what was meant to stay.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ class IpamContext:
     def __init__(self, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
         self.db, self.etcd, self.prefix, self.timeout = db, etcd, prefix, timeout
 
-    def open(self) -> Store:
+    def open(self, *, read_only: bool = True) -> Store:
+        """The store; SQLite read-only unless a command changes it (and never created here)."""
         from multinic.ipam.store import StoreError
 
         try:
@@ -37,11 +44,11 @@ class IpamContext:
                 from multinic.ipam.etcd_store import EtcdStore
 
                 return EtcdStore(list(self.etcd), prefix=self.prefix)
-            if not Path(self.db).exists():
+            if not Path(self.db).is_file():
                 raise click.ClickException(f"no IPAM database at {self.db}")
             from multinic.ipam.sqlite_store import SQLiteStore
 
-            return SQLiteStore(self.db)
+            return SQLiteStore(self.db, read_only=read_only)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from exc
 
@@ -87,11 +94,11 @@ def ipam(ctx: click.Context, db: str, etcd: tuple[str, ...], prefix: str, timeou
     ctx.obj = IpamContext(db, etcd, prefix, timeout)
 
 
-def _with_store(context: IpamContext, work: Any) -> Any:
+def _with_store(context: IpamContext, work: Any, *, writes: bool = False) -> Any:
     from multinic.cni.errors import CNIError
     from multinic.ipam.store import StoreError
 
-    store = context.open()
+    store = context.open(read_only=not writes)
     try:
         return work(store, context.deadline())
     except (CNIError, StoreError) as exc:
@@ -239,70 +246,125 @@ def show_command(context: IpamContext, pool: str, as_json: bool) -> None:
 @click.argument("network")
 @click.argument("container_id")
 @click.argument("ifname")
+@click.option("--dry-run", is_flag=True, help="Show what would be released; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
 @pass_ipam
 def release_command(
-    context: IpamContext, network: str, container_id: str, ifname: str, as_json: bool
+    context: IpamContext, network: str, container_id: str, ifname: str, dry_run: bool, as_json: bool
 ) -> None:
-    """Release what one attachment (NETWORK CONTAINER_ID IFNAME) holds."""
+    """Release what one attachment (NETWORK CONTAINER_ID IFNAME) holds.
+
+    A network or attachment that holds nothing is an error (exit 1): a typo
+    must not look like a release.
+    """
+    from multinic.cli import ipam_cleanup
     from multinic.ipam import blocks
 
     owner = blocks.Owner(network, container_id, ifname)
-    released = _with_store(context, lambda store, deadline: blocks.release(store, owner, deadline))
+
+    def work(store: Store, deadline: float) -> tuple[blocks.Reservation, ...]:
+        ipam_cleanup.attachments_of(store, network, deadline)
+        if dry_run:
+            return blocks.lookup(store, owner, deadline)
+        return blocks.release(store, owner, deadline)
+
+    released = _with_store(context, work, writes=not dry_run)
+    if not released:
+        raise click.ClickException(
+            f"network {network!r} has no attachment {container_id}/{ifname}: nothing released"
+        )
     addresses = [str(r.address) for r in released]
     if as_json:
-        click.echo(json.dumps({"released": addresses}))
-    elif addresses:
-        click.echo(f"released {', '.join(addresses)}")
+        click.echo(json.dumps({"released": addresses, "dry_run": dry_run}))
     else:
-        click.echo("nothing held by that attachment")
+        click.echo(f"{'would release' if dry_run else 'released'} {', '.join(addresses)}")
 
 
 @ipam.command("gc")
 @click.option("--network", help="Release this network's attachments not kept with --keep.")
 @click.option("--keep", multiple=True, metavar="CONTAINER_ID/IFNAME", help="Repeatable.")
+@click.option(
+    "--all", "release_all", is_flag=True, help="With --network and no --keep: release every one."
+)
 @click.option("--empty-blocks", is_flag=True, help="Give back blocks that hold no address.")
+@click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
 @pass_ipam
 def gc_command(
     context: IpamContext,
     network: str | None,
     keep: tuple[str, ...],
+    release_all: bool,
     empty_blocks: bool,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Release leaked reservations (as CNI GC does) and give back empty blocks."""
-    from multinic.cni.config import Attachment
-    from multinic.ipam import blocks
+    """Release leaked reservations (as CNI GC does) and give back empty blocks.
 
-    if network is None and not empty_blocks:
-        raise click.UsageError("say what to collect: --network NAME and/or --empty-blocks")
-    valid = []
-    for item in keep:
-        container_id, slash, ifname = item.partition("/")
-        if not slash or not container_id or not ifname:
-            raise click.BadParameter(f"{item!r} is not CONTAINER_ID/IFNAME", param_hint="--keep")
-        valid.append(Attachment(container_id, ifname))
+    Releasing needs the attachments to keep (--keep) or --all: without either,
+    gc would free every live address of the network at once.
+    """
+    from multinic.cli import ipam_cleanup
+
+    _check_gc_options(network, keep, release_all, empty_blocks)
+    kept = ipam_cleanup.parse_keep(keep)
 
     def collect(store: Store, deadline: float) -> dict[str, Any]:
-        report: dict[str, Any] = {"released": [], "blocks": []}
+        report: dict[str, Any] = {"released": [], "blocks": [], "dry_run": dry_run}
         if network is not None:
-            for owner in blocks.gc(store, network, valid, deadline):
+            for owner in ipam_cleanup.to_collect(store, network, kept, deadline):
+                if not dry_run:
+                    _release_one(store, owner, deadline)
                 report["released"].append(f"{owner.container_id}/{owner.ifname}")
         if empty_blocks:
-            for pool_id in blocks.pool_ids(store, deadline):
-                for block in blocks.release_empty_blocks(store, pool_id, deadline):
-                    report["blocks"].append(f"{pool_id} {block}")
+            report["blocks"] = [f"{p} {b}" for p, b in _empty_blocks(store, deadline, dry_run)]
         return report
 
-    report = _with_store(context, collect)
+    report = _with_store(context, collect, writes=not dry_run)
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"released {len(report['released'])} attachment(s)")
+    verb = "would release" if dry_run else "released"
+    click.echo(f"{verb} {len(report['released'])} attachment(s)")
     for item in report["released"]:
         click.echo(f"  {item}")
     if empty_blocks:
-        click.echo(f"gave back {len(report['blocks'])} empty block(s)")
+        verb = "would give back" if dry_run else "gave back"
+        click.echo(f"{verb} {len(report['blocks'])} empty block(s)")
         for item in report["blocks"]:
             click.echo(f"  {item}")
+
+
+def _check_gc_options(
+    network: str | None, keep: tuple[str, ...], release_all: bool, empty_blocks: bool
+) -> None:
+    if network is None and not empty_blocks:
+        raise click.UsageError("say what to collect: --network NAME and/or --empty-blocks")
+    if network is None and (keep or release_all):
+        raise click.UsageError("--keep and --all need --network")
+    if keep and release_all:
+        raise click.UsageError("--keep and --all exclude each other")
+    if network is not None and not keep and not release_all:
+        raise click.UsageError(
+            f"gc --network {network} would release every attachment of it: name those to "
+            "keep with --keep CONTAINER_ID/IFNAME, or say --all (try --dry-run first)"
+        )
+
+
+def _release_one(store: Store, owner: blocks.Owner, deadline: float) -> None:
+    from multinic.ipam import blocks
+
+    blocks.release(store, owner, deadline)
+
+
+def _empty_blocks(store: Store, deadline: float, dry_run: bool) -> list[tuple[str, Any]]:
+    from multinic.cli import ipam_cleanup
+    from multinic.ipam import blocks
+
+    if dry_run:
+        return ipam_cleanup.empty_blocks(store, deadline)
+    return [
+        (pool_id, block)
+        for pool_id in blocks.pool_ids(store, deadline)
+        for block in blocks.release_empty_blocks(store, pool_id, deadline)
+    ]

@@ -38,7 +38,7 @@ def demo() -> None:
 @click.argument("bin_dir", type=click.Path(file_okay=False))
 def install_plugins_command(bin_dir: str) -> None:
     """Write multinic's plugin executables into BIN_DIR (for example /opt/cni/bin)."""
-    from multinic.plugins.install import install_plugins
+    from multinic.plugins.install import install_plugins, installed_from_source, package_root
 
     try:
         written = install_plugins(bin_dir)
@@ -46,6 +46,13 @@ def install_plugins_command(bin_dir: str) -> None:
         raise click.ClickException(f"cannot install plugins into {bin_dir}: {exc}") from exc
     for path in written:
         click.echo(path)
+    if installed_from_source():
+        # Fine for development; a node should not depend on someone's checkout.
+        click.echo(
+            f"note: multinic runs from the source tree {package_root()}: these executables "
+            "use it; for a node, install the package (pip install) and run this again",
+            err=True,
+        )
 
 
 def main() -> None:

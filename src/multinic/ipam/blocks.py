@@ -595,6 +595,15 @@ class PoolState(NamedTuple):
         return sum(1 for h in self.held if h.block == block)
 
 
+def networks(store: Store, deadline: float) -> list[str]:
+    """Every network with at least one attachment holding a reservation."""
+    names = {
+        key[len("handles/") :].partition("/")[0]
+        for key in store.scan("handles/", deadline=deadline)
+    }
+    return sorted(names)
+
+
 def pool_ids(store: Store, deadline: float) -> list[str]:
     """Every pool that has ever had a block claimed."""
     return sorted(key[len("pools/") :] for key in store.scan("pools/", deadline=deadline))

@@ -8,6 +8,12 @@ held then is "unavailable", which retry_cas turns into CNI code 11.
 
 It is a node's store: the file must be on a local disk (SQLite's locking is not
 safe over NFS). Nodes of a real cluster share etcd instead.
+
+Only an empty database gets our schema: a file that holds other tables, or
+another schema version, is refused untouched, so a store path pointing at
+someone else's database never gains tables or a switch to WAL. ``read_only``
+(the CLI's inspection commands) opens the file with SQLite's ``mode=ro`` and
+creates nothing, not even the schema.
 """
 
 from __future__ import annotations
@@ -47,9 +53,9 @@ INSERT OR IGNORE INTO meta VALUES ('revision', 0);
 class SQLiteStore:
     """The Store protocol over one SQLite database file."""
 
-    def __init__(self, path: str = DEFAULT_PATH) -> None:
+    def __init__(self, path: str = DEFAULT_PATH, *, read_only: bool = False) -> None:
         self.path = path
-        self._db = _open(path)
+        self._db = _open_read_only(path) if read_only else _open(path)
 
     def snapshot(self, keys: Iterable[str], *, deadline: float) -> dict[str, Versioned]:
         wanted = list(dict.fromkeys(keys))
@@ -159,9 +165,9 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
     deadline = time.monotonic() + _OPEN_TIMEOUT
     while True:
         try:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != _SCHEMA_VERSION:
-                _create_schema(db)
+            if not _is_ours(db):
+                _create_schema(db, path)
+            _use_wal(db)
             # FULL: an address handed out must survive a power cut, or it is handed out twice.
             db.execute("PRAGMA synchronous = FULL")
             return
@@ -172,18 +178,78 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
         time.sleep(random.uniform(0.002, 0.02))  # noqa: S311 - jitter, not security
 
 
-def _create_schema(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA journal_mode = WAL")
+def _open_read_only(path: str) -> sqlite3.Connection:
+    """Opens an existing store without writing to it: no file, schema or WAL switch is made."""
+    from urllib.parse import quote  # the CLI's path only: plugins never open read-only
+
+    try:
+        db = sqlite3.connect(
+            f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the IPAM database {path!r}: {exc}") from exc
+    try:
+        if not _is_ours(db):
+            raise _not_ours(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise _classify(exc, path) from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+def _is_ours(db: sqlite3.Connection) -> bool:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    return bool(version == _SCHEMA_VERSION and {"kv", "meta"} <= _tables(db))
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: str) -> None:
+    # Only a database with no tables and no version is new: anything else is someone
+    # else's, and we never add to it.
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version != 0 or _tables(db):
+        raise _not_ours(db, path)
+
+
+def _not_ours(db: sqlite3.Connection, path: str) -> StoreError:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    tables = _tables(db)
+    found = ", ".join(sorted(tables)[:5]) or "none"
+    return StoreError(
+        f"{path!r} is not a multinic IPAM store (schema version {version}, "
+        f"expected {_SCHEMA_VERSION}; tables: {found}): refusing to use it"
+    )
+
+
+def _create_schema(db: sqlite3.Connection, path: str) -> None:
+    # Checked under the write lock: another process may have created it meanwhile,
+    # and a database that is someone else's must be left exactly as it was.
     db.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        if not _is_ours(db):
+            _refuse_foreign(db, path)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         db.execute("COMMIT")
-    except sqlite3.Error:
+    except (sqlite3.Error, StoreError):
         db.execute("ROLLBACK")
         raise
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    # Only once the schema says the file is ours; reading the mode costs nothing.
+    (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+    if mode != "wal":
+        db.execute("PRAGMA journal_mode = WAL")
 
 
 def _classify(exc: sqlite3.Error, path: str) -> StoreError:

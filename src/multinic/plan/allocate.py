@@ -13,9 +13,18 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from multinic.plan import sizing
+from multinic.plan.errors import FabricError
 from multinic.plan.model import MAX_SERVICE_PREFIX, BlockKind, Cluster, Fabric, IPNetwork
 from multinic.plan.pool import PrefixPool
-from multinic.plan.result import ClusterPlan, Finding, NetworkPlan, Plan, Severity, Shortfall
+from multinic.plan.result import (
+    Allocation,
+    ClusterPlan,
+    Finding,
+    NetworkPlan,
+    Plan,
+    Severity,
+    Shortfall,
+)
 
 #: A former plan's allocations by (block kind, owner, IP version).
 Previous = Mapping[tuple[BlockKind, str, int], IPNetwork]
@@ -37,9 +46,10 @@ def plan_fabric(fabric: Fabric, previous: Previous | None = None) -> Plan:
         (b.kind, p.version): PrefixPool(p) for b in fabric.blocks for p in b.prefixes
     }
     for pool in pools.values():
-        for used in fabric.in_use:
+        for used in _inside(pool.block, fabric.in_use):
             pool.reserve(used)
     plan = Plan(fabric, [_empty_plan(cluster) for cluster in fabric.clusters])
+    plan.previous = [Allocation(kind, owner, p) for (kind, owner, _), p in (previous or {}).items()]
     requests = list(_requests(plan))
     pending = [r for r in requests if not _keep_previous(r, pools, previous or {}, plan)]
     for request in pending:
@@ -52,6 +62,18 @@ def plan_fabric(fabric: Fabric, previous: Previous | None = None) -> Plan:
     plan.free = {key: list(pool.free_prefixes()) for key, pool in pools.items()}
     plan.notes.extend(_service_clamps(fabric))
     return plan
+
+
+def _inside(block: IPNetwork, prefixes: tuple[IPNetwork, ...]) -> Iterator[IPNetwork]:
+    # Integer bounds first: a long in_use list mostly misses a given block.
+    low, high = int(block.network_address), int(block.broadcast_address)
+    for prefix in prefixes:
+        if (
+            prefix.version == block.version
+            and int(prefix.network_address) <= high
+            and low <= int(prefix.broadcast_address)
+        ):
+            yield prefix
 
 
 def _empty_plan(cluster: Cluster) -> ClusterPlan:
@@ -76,7 +98,18 @@ def _requests(plan: Plan) -> Iterator[Request]:
             owner = f"{cp.name}/{np.network.name}"
             for version in fabric.multus.versions:
                 length = sizing.multus_prefix(np.network, cluster, version)
+                _fits_the_family(length, version, owner)
                 yield Request(BlockKind.MULTUS, owner, version, length, np.ranges)
+
+
+def _fits_the_family(length: int, version: int, owner: str) -> None:
+    # Each node's share times max nodes can exceed a whole family even within the
+    # parser's limits; say so instead of planning a "/-17".
+    if length < 0:
+        raise FabricError(
+            f"secondary network {owner}: its addresses (expected_addresses, or each node's "
+            f"share times nodes.max for per-node IPAM) exceed the whole IPv{version} space"
+        )
 
 
 def _keep_previous(

@@ -5,7 +5,14 @@
 - ``kubeadm-config.yaml``: kubeadm ``ClusterConfiguration`` (v1beta3) networking;
 - ``antrea-controller.conf``: the ``nodeIPAM`` section of Antrea's controller config;
 - ``network-attachment-definitions.yaml``: a NetworkAttachmentDefinition per secondary network;
+- ``multus-net.d/node-<i>/<network>.conf``: per-node networks' configs, one per node slot;
 - ``multinic-node.yaml``: multinic's node config (see docs/plan.md).
+
+Per-node (host-local) networks cannot put their range in the NAD: a NAD is one
+object for every node, so every node would hand out the same addresses. Their
+NAD carries no ``spec.config``, which tells Multus to read the network's config
+from the node's own ``/etc/cni/multus/net.d`` (the file whose ``name`` is the
+NAD's), and each node slot gets a config narrowed to its own slice of the range.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ from multinic.plan.result import ClusterPlan, NetworkPlan, Plan
 
 #: The CNI version of exported network configs (Multus and the runtimes speak it).
 CNI_VERSION = "1.0.0"
+#: Where each node slot's configs go: Multus reads a NAD without spec.config from
+#: its node's /etc/cni/multus/net.d.
+NODE_CONF_DIR = "multus-net.d"
 NODE_CONFIG_FORMAT = "multinic.node/v1"
 
 
 def export_cluster(plan: Plan, cp: ClusterPlan) -> dict[str, str]:
-    """File name -> text for one cluster."""
+    """File name (relative to the cluster's directory) -> text for one cluster."""
     return {
         "kubeadm-config.yaml": _yaml(kubeadm_config(cp), "kubeadm ClusterConfiguration"),
         "antrea-controller.conf": _yaml(
@@ -38,6 +48,7 @@ def export_cluster(plan: Plan, cp: ClusterPlan) -> dict[str, str]:
             [network_attachment(np) for np in cp.networks], "kubectl apply -f this file"
         ),
         "multinic-node.yaml": _yaml(node_config(plan, cp), "multinic node config"),
+        **node_network_configs(cp),
     }
 
 
@@ -46,8 +57,8 @@ def write_exports(plan: Plan, directory: Path) -> list[Path]:
     written = []
     for cp in plan.clusters:
         target = directory / cp.name
-        target.mkdir(parents=True, exist_ok=True)
         for name, text in export_cluster(plan, cp).items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_text(text)
             written.append(target / name)
     return written
@@ -81,13 +92,56 @@ def antrea_node_ipam(plan: Plan, cp: ClusterPlan) -> dict[str, Any]:
 
 
 def network_attachment(np: NetworkPlan) -> dict[str, Any]:
-    """A NetworkAttachmentDefinition whose spec.config is a single-plugin CNI config."""
-    return {
+    """A NetworkAttachmentDefinition: spec.config is a single-plugin CNI config.
+
+    A per-node network's NAD has none: Multus then reads the node's own config
+    (``node_network_configs``), so each node hands out only its slice.
+    """
+    nad: dict[str, Any] = {
         "apiVersion": "k8s.cni.cncf.io/v1",
         "kind": "NetworkAttachmentDefinition",
         "metadata": {"name": np.network.name},
-        "spec": {"config": json.dumps(cni_config(np))},
     }
+    if np.network.ipam is IpamScope.PER_NODE:
+        return nad
+    return {**nad, "spec": {"config": json.dumps(cni_config(np))}}
+
+
+def node_network_configs(cp: ClusterPlan) -> dict[str, str]:
+    """``multus-net.d/node-<i>/<network>.conf`` for each node slot and per-node network."""
+    files = {}
+    for np in cp.networks:
+        if np.network.ipam is not IpamScope.PER_NODE:
+            continue
+        for index, ipam in enumerate(_slot_ipams(np, cp.cluster.max_nodes)):
+            path = f"{NODE_CONF_DIR}/node-{index}/{np.network.name}.conf"
+            files[path] = json.dumps({**cni_config(np), "ipam": ipam}, indent=2) + "\n"
+    return files
+
+
+def _slot_ipams(np: NetworkPlan, max_nodes: int) -> list[dict[str, Any]]:
+    # Slot i's host-local ranges: the whole subnet and gateway, its own first..last.
+    families = [
+        (np.ranges[v], sizing.node_slices(np.ranges[v], max_nodes)) for v in sorted(np.ranges)
+    ]
+    slots = min(len(slices) for _, slices in families) if families else 0
+    ipams = []
+    for index in range(slots):
+        ranges = []
+        for prefix, slices in families:
+            first, last = slices[index]
+            address = type(prefix.network_address)
+            ranges.append(
+                [
+                    {
+                        **_host_local_range(prefix),
+                        "rangeStart": str(address(first)),
+                        "rangeEnd": str(address(last)),
+                    }
+                ]
+            )
+        ipams.append({"type": "multinic-host-local", "ranges": ranges})
+    return ipams
 
 
 def cni_config(np: NetworkPlan) -> dict[str, Any]:

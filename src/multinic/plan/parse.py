@@ -11,6 +11,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from multinic.plan import yamlfile
 from multinic.plan.errors import FabricError
 from multinic.plan.model import (
     DEFAULT_VNICS,
@@ -44,24 +45,24 @@ DEFAULT_NODE_POD_PREFIX = {4: 24, 6: 64}
 #: kubelet's default --max-pods.
 DEFAULT_PODS_PER_NODE = 110
 
+#: Largest values taken, by field: beyond them a number is a typo, not a plan
+#: (Kubernetes documents 5000 nodes per cluster; a VM has 10 vNICs; the Multus
+#: block is a /16). Their arithmetic would otherwise make prefixes like /-95.
+LIMITS = {
+    "expected": 65536,
+    "max": 65536,
+    "pods_per_node": 65536,
+    "vnics": 4096,
+    "expected_addresses": 1 << 32,
+}
+
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
 BITS = {4: 32, 6: 128}
 
 
 def load_fabric(path: Path) -> Fabric:
     """Read and check a fabric file."""
-    import yaml  # the CLI's --help must not pay for PyYAML
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FabricError(f"{path}: cannot read: {exc.strerror}") from exc
-    try:
-        # A safe loader; libyaml's when PyYAML was built with it (ten times faster).
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    except yaml.YAMLError as exc:
-        raise FabricError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_fabric(doc)
+    return parse_fabric(yamlfile.load(yamlfile.read_text(path), path))
 
 
 def parse_fabric(doc: object) -> Fabric:
@@ -227,8 +228,9 @@ def _sizes(obj: Mapping[str, Any], key: str, path: str) -> dict[int, int]:
 
 def _length(value: object, path: str) -> int:
     text = str(value).removeprefix("/")
-    if isinstance(value, bool) or not text.isdigit():
-        raise FabricError(f"{path}: expected a prefix length like 24 or /24, got {value!r}")
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or len(text) > 3:
+        raise FabricError(f"{path}: expected a prefix length like 24 or /24, got {_short(value)}")
     return int(text)
 
 
@@ -264,8 +266,19 @@ def _int(obj: Mapping[str, Any], key: str, path: str, default: int | None = None
     if value is None:
         raise FabricError(f"{where}: required")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FabricError(f"{where}: expected a positive integer, got {value!r}")
+        raise FabricError(f"{where}: expected a positive integer, got {_short(value)}")
+    limit = LIMITS.get(key)
+    if limit is not None and value > limit:
+        raise FabricError(
+            f"{where}: {_short(value)} is more than any fabric needs (at most {limit})"
+        )
     return value
+
+
+def _short(value: object) -> str:
+    # A 38-digit typo is shown by its size, not printed in full.
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}… ({len(text)} characters)"
 
 
 def _bool(obj: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:

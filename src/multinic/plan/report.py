@@ -106,8 +106,10 @@ def load_previous(path: Path) -> dict[tuple[BlockKind, str, int], IPNetwork]:
     try:
         text = path.read_text()
         doc = _decode(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: also not UTF-8
         raise PreviousPlanError(f"{path}: cannot read the previous plan: {exc}") from exc
+    except RecursionError as exc:  # json.loads of a deeply nested document
+        raise PreviousPlanError(f"{path}: nested too deeply to be a plan") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PreviousPlanError(f"{path}: not a plan written by `multinic plan` ({FORMAT})")
     try:

@@ -93,6 +93,8 @@ class Plan:
     shortfalls: list[Shortfall] = field(default_factory=list)
     #: Free prefixes left in each block prefix, keyed by (block kind, IP version).
     free: dict[tuple[BlockKind, int], list[IPNetwork]] = field(default_factory=dict)
+    #: The previous plan's allocations as read (``--previous``), kept or not.
+    previous: list[Allocation] = field(default_factory=list)
     #: What the planner itself had to say (sizes clamped, previous allocations moved).
     notes: list[Finding] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)

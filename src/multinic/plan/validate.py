@@ -7,6 +7,7 @@ was allocated (``validate``). Rules come from the seed's design decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from ipaddress import ip_network
 from itertools import combinations
 
 from multinic.plan import sizing
@@ -19,11 +20,26 @@ from multinic.plan.model import (
     SecondaryNetwork,
 )
 from multinic.plan.result import Allocation, Finding, Plan, Severity, Shortfall
+from multinic.plan.spans import overlapping_pairs
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
 #: Blocks the seed says must not be routable outside the clusters.
 PRIVATE_BLOCKS = (BlockKind.POD, BlockKind.SERVICE)
+
+#: Space that is not routed on the Internet: RFC 1918, RFC 6598 (CGN, the seed's
+#: service space) and IPv6 unique local addresses (RFC 4193).
+PRIVATE_SPACE = {
+    4: tuple(
+        ip_network(p) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+    ),
+    6: (ip_network("fc00::/7"),),
+}
+
+#: Prefixes named in one finding about a list, and findings of one rule before the rest
+#: are counted in one line.
+SHOWN = 3
+GROUP_AFTER = 20
 
 ALLOCATED_AS = {
     BlockKind.NODE: "node subnet",
@@ -48,24 +64,47 @@ def private_blocks_routable(fabric: Fabric) -> Iterator[Finding]:
     """The seed: pod and service space must not be routable outside the clusters."""
     for kind in PRIVATE_BLOCKS:
         for prefix in fabric.block(kind).prefixes:
-            for routed in _overlapping(prefix, fabric.routable):
+            routed = _overlapping(prefix, fabric.routable)
+            if routed:
                 yield Finding(
                     ERROR,
                     "routable",
-                    f"{kind} block {prefix} overlaps routable prefix {routed}: "
+                    f"{kind} block {prefix} overlaps {_some('routable prefix', routed)}: "
                     f"{kind} space must not be routable outside the clusters",
                 )
+
+
+def private_blocks_public(fabric: Fabric) -> Iterator[Finding]:
+    """The seed: pod and service space not routable outside, services from RFC 6598.
+
+    A pod or service block in public space shadows those Internet addresses
+    for every pod, and is one route leak away from being routed outside. One
+    inside a declared routable prefix is the ``routable`` rule's error already.
+    """
+    for kind in PRIVATE_BLOCKS:
+        for prefix in fabric.block(kind).prefixes:
+            if _is_private(prefix) or _overlapping(prefix, fabric.routable):
+                continue
+            private = ", ".join(map(str, PRIVATE_SPACE[prefix.version]))
+            yield Finding(
+                WARNING,
+                "public-space",
+                f"{kind} block {prefix} is outside private address space "
+                f"({private}): pods could not reach those public "
+                f"addresses, and {kind} space must not be routable outside the clusters",
+            )
 
 
 def private_blocks_in_use(fabric: Fabric) -> Iterator[Finding]:
     """Pods could not reach in-use addresses that their pod or service space shadows."""
     for kind in PRIVATE_BLOCKS:
         for prefix in fabric.block(kind).prefixes:
-            for used in _overlapping(prefix, fabric.in_use):
+            used = _overlapping(prefix, fabric.in_use)
+            if used:
                 yield Finding(
                     ERROR,
                     "in-use",
-                    f"{kind} block {prefix} overlaps in-use prefix {used}: "
+                    f"{kind} block {prefix} overlaps {_some('in-use prefix', used)}: "
                     "pods would not reach those addresses",
                 )
 
@@ -163,28 +202,32 @@ def dual_stack(fabric: Fabric) -> Iterator[Finding]:
 
 def allocation_overlaps(plan: Plan) -> Iterator[Finding]:
     """No two allocations, and no allocation and an in-use prefix, share an address."""
-    # A sweep over start addresses: each span is compared with the open span reaching
-    # furthest, so n allocations cost n log n, not n squared. In-use prefixes may
-    # overlap one another (that is the admin's list), never an allocation. Labels are
-    # formatted only for findings: a large fabric has ten thousand allocations.
+    # In-use prefixes may overlap one another (that is the admin's list), never an
+    # allocation. Labels are formatted only for findings.
     labels: list[Allocation | IPNetwork] = [*plan.allocations(), *plan.fabric.in_use]
-    for version in (4, 6):
-        spans = sorted(
-            (int(p.network_address), int(p.network_address) + p.num_addresses - 1, n)
-            for n, p in enumerate(x.prefix if isinstance(x, Allocation) else x for x in labels)
-            if p.version == version
-        )
-        open_end, open_n = -1, 0
-        for start, end, n in spans:
-            either_allocated = isinstance(labels[n], Allocation) or isinstance(
-                labels[open_n], Allocation
+    prefixes = [x.prefix if isinstance(x, Allocation) else x for x in labels]
+    for n, other in overlapping_pairs(prefixes):
+        if isinstance(labels[n], Allocation) or isinstance(labels[other], Allocation):
+            yield Finding(
+                ERROR, "overlap", f"{_describe(labels[n])} overlaps {_describe(labels[other])}"
             )
-            if start <= open_end and either_allocated:
-                yield Finding(
-                    ERROR, "overlap", f"{_describe(labels[n])} overlaps {_describe(labels[open_n])}"
-                )
-            if end > open_end:
-                open_end, open_n = end, n
+
+
+def previous_overlaps(plan: Plan) -> Iterator[Finding]:
+    """docs/plan.md: a previous plan whose allocations overlap is an error, not a quiet move.
+
+    Two owners of one live prefix cannot both keep it; the planner keeps the
+    first and moves the other (``previous-moved``), which is only right if the
+    plan was edited by mistake, so nothing is exported until it is corrected.
+    """
+    previous = plan.previous
+    for n, other in overlapping_pairs([a.prefix for a in previous]):
+        yield Finding(
+            ERROR,
+            "overlap",
+            f"the previous plan gives {_label(previous[n])}, which overlaps "
+            f"{_label(previous[other])}: correct the previous plan (edited by hand?)",
+        )
 
 
 def allocation_outside_block(plan: Plan) -> Iterator[Finding]:
@@ -320,6 +363,7 @@ def _multus_shortage(net: SecondaryNetwork, prefix: IPNetwork, cluster: Cluster)
 FABRIC_RULES: tuple[Callable[[Fabric], Iterable[Finding]], ...] = (
     block_overlaps,
     private_blocks_routable,
+    private_blocks_public,
     private_blocks_in_use,
     node_block_not_routable,
     data_plane_interfaces,
@@ -330,6 +374,7 @@ FABRIC_RULES: tuple[Callable[[Fabric], Iterable[Finding]], ...] = (
 )
 
 PLAN_RULES: tuple[Callable[[Plan], Iterable[Finding]], ...] = (
+    previous_overlaps,
     allocation_overlaps,
     allocation_outside_block,
     blocks_exhausted,
@@ -349,11 +394,13 @@ def check_fabric(fabric: Fabric) -> list[Finding]:
 
 def validate(plan: Plan) -> Plan:
     """Fill ``plan.findings``: fabric rules, the planner's own notes, plan rules."""
-    plan.findings = [
-        *check_fabric(plan.fabric),
-        *plan.notes,
-        *(finding for rule in PLAN_RULES for finding in rule(plan)),
-    ]
+    plan.findings = group_repeated(
+        [
+            *check_fabric(plan.fabric),
+            *plan.notes,
+            *(finding for rule in PLAN_RULES for finding in rule(plan)),
+        ]
+    )
     return plan
 
 
@@ -372,8 +419,49 @@ def _fragment_message(short: Shortfall) -> str:
     return text
 
 
+def _is_private(prefix: IPNetwork) -> bool:
+    return any(prefix.subnet_of(p) for p in PRIVATE_SPACE[prefix.version])  # type: ignore[arg-type]
+
+
 def _overlapping(prefix: IPNetwork, others: Iterable[IPNetwork]) -> list[IPNetwork]:
-    return [o for o in others if o.version == prefix.version and prefix.overlaps(o)]
+    # Integers, not ipaddress.overlaps: an in_use list may hold a hundred thousand prefixes.
+    low, high = int(prefix.network_address), int(prefix.broadcast_address)
+    return [
+        o
+        for o in others
+        if o.version == prefix.version
+        and int(o.network_address) <= high
+        and low <= int(o.broadcast_address)
+    ]
+
+
+def _some(what: str, prefixes: list[IPNetwork]) -> str:
+    """One finding for a list, not a line per entry: the first few and how many."""
+    if len(prefixes) == 1:
+        return f"{what} {prefixes[0]}"
+    shown = ", ".join(map(str, prefixes[:SHOWN]))
+    more = f" and {len(prefixes) - SHOWN} more" if len(prefixes) > SHOWN else ""
+    return f"{len(prefixes)} {what}es ({shown}{more})"
+
+
+def group_repeated(findings: list[Finding], keep: int = GROUP_AFTER) -> list[Finding]:
+    """At most ``keep`` findings per rule and severity, then one that says how many more.
+
+    A long input (an in_use list, a thousand clusters) must not print a line per
+    entry; the first ones show the pattern, the count says how far it goes.
+    """
+    seen: dict[tuple[Severity, str], int] = {}
+    out = []
+    for finding in findings:
+        key = (finding.severity, finding.rule)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= keep:
+            out.append(finding)
+    for (severity, rule), count in seen.items():
+        if count > keep:
+            message = f"and {count - keep} more {rule} findings like the {keep} above"
+            out.append(Finding(severity, rule, message))
+    return out
 
 
 def _describe(item: Allocation | IPNetwork) -> str:

@@ -2,7 +2,12 @@
 
 A runtime runs plugins with a bare environment (no PATH, no VIRTUAL_ENV), so
 each executable names its interpreter by absolute path and puts the directory
-holding the ``multinic`` package on ``sys.path`` itself. ``-I`` keeps the
+holding the ``multinic`` package on ``sys.path`` itself: for a normal install
+(``pip install`` into a venv or the system, or ``--target``) that is the
+site-packages directory the package was installed into, so the executables
+depend on that installation only. The directory is appended, after the
+standard library: nothing installed beside multinic can shadow a standard
+module, and the standard imports do not look there first. ``-I`` keeps the
 caller's PYTHON* variables and the current directory out; ``-S`` skips
 ``site``, which costs milliseconds on every pod start and is not needed:
 the plugin path imports nothing outside the standard library and multinic.
@@ -30,7 +35,7 @@ _TEMPLATE = """#!{python} -IS
 import gc
 gc.disable()
 import sys
-sys.path.insert(0, {package_root!r})
+sys.path.append({package_root!r})
 from {module} import main
 main()
 """
@@ -41,6 +46,20 @@ def package_root() -> str:
     import multinic
 
     return os.path.dirname(os.path.dirname(os.path.abspath(multinic.__file__)))
+
+
+def installed_from_source() -> bool:
+    """True when multinic runs from a source tree (an editable install), not a package.
+
+    A package's directory holds its ``multinic-<version>.dist-info``; a source
+    tree's ``src/`` does not. Executables written then depend on that checkout.
+    """
+    root = package_root()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return True
+    return not any(n.startswith("multinic-") and n.endswith(".dist-info") for n in names)
 
 
 def executable_text(plugin_type: str, python: str | None = None) -> str:

@@ -68,9 +68,9 @@ def test_show_lists_blocks_and_addresses(tmp_path: Path) -> None:
 def test_release_frees_one_attachment(tmp_path: Path) -> None:
     fill(tmp_path, 3)
     done = ipam(tmp_path, "release", "net1", "c1", "net1", "--json")
-    assert json.loads(done.output) == {"released": ["10.50.0.2"]}
+    assert json.loads(done.output) == {"released": ["10.50.0.2"], "dry_run": False}
     again = ipam(tmp_path, "release", "net1", "c1", "net1")
-    assert again.exit_code == 0 and "nothing held" in again.output
+    assert again.exit_code == 1 and "no attachment c1/net1: nothing released" in again.output
     assert json.loads(ipam(tmp_path, "ls", "--json").output)[0]["used"] == 2
 
 
@@ -80,7 +80,11 @@ def test_gc_releases_unkept_attachments_and_gives_back_empty_blocks(tmp_path: Pa
     assert done.exit_code == 0, done.output
     assert len(json.loads(done.output)["released"]) == 19
     blocks = ipam(tmp_path, "gc", "--empty-blocks", "--json")
-    assert json.loads(blocks.output) == {"released": [], "blocks": [f"{POOL} 10.50.0.16/28"]}
+    assert json.loads(blocks.output) == {
+        "released": [],
+        "blocks": [f"{POOL} 10.50.0.16/28"],
+        "dry_run": False,
+    }
     (pool,) = json.loads(ipam(tmp_path, "ls", "--json").output)
     assert pool["used"] == 1 and pool["blocks"] == 1
 

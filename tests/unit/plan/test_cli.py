@@ -117,7 +117,9 @@ def test_map_and_exports_are_written(tmp_path: Path) -> None:
     assert svg.read_text().startswith("<svg")
     assert html.read_text().startswith("<!doctype html>")
     assert sorted(p.name for p in out.iterdir()) == ["core-1", "edge-1", "mgmt"]
-    assert "12 files written" in done.stderr
+    # 4 per cluster, and a config per node slot of each per-node network (64 + 200 slots).
+    assert "276 files written" in done.stderr
+    assert len(list((out / "core-1" / "multus-net.d").iterdir())) == 200
 
 
 def test_exports_are_not_written_for_a_plan_with_errors(tmp_path: Path) -> None:

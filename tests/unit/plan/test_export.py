@@ -79,11 +79,11 @@ def test_network_attachment_definitions_are_valid_cni_configs() -> None:
             "k8s.cni.cncf.io/v1",
             "NetworkAttachmentDefinition",
         )
-        conf = parse_net_conf(doc["spec"]["config"])
-        listed = parse_network_config(doc["spec"]["config"])
-        assert listed.name == conf.name == doc["metadata"]["name"]
-        assert listed.plugins[0].type == conf.type
-    n3, sig = (json.loads(d["spec"]["config"]) for d in docs)
+    conf = parse_net_conf(docs[0]["spec"]["config"])
+    listed = parse_network_config(docs[0]["spec"]["config"])
+    assert listed.name == conf.name == "n3"
+    assert listed.plugins[0].type == conf.type
+    n3 = json.loads(docs[0]["spec"]["config"])
     assert n3 == {
         "cniVersion": "1.0.0",
         "name": "n3",
@@ -98,36 +98,69 @@ def test_network_attachment_definitions_are_valid_cni_configs() -> None:
             "gateway": "10.100.0.1",
         },
     }
-    assert sig["type"] == "multinic-macvlan"
-    assert sig["mode"] == "vepa"
-    assert sig["ipam"] == {
-        "type": "multinic-host-local",
-        "ranges": [
-            [
-                {
-                    "subnet": "10.100.2.0/25",
-                    "rangeStart": "10.100.2.2",
-                    "rangeEnd": "10.100.2.126",
-                    "gateway": "10.100.2.1",
-                }
-            ]
-        ],
+    # Per node: no config in the NAD (one object for every node), Multus reads the node's.
+    assert "spec" not in docs[1]
+
+
+def test_per_node_networks_get_a_config_per_node_slot_with_its_own_slice() -> None:
+    nets = [network("sig", master="eth2", type="macvlan", mode="vepa", ipam="per-node")]
+    files = exported(fabric(cluster("a", networks=nets)))
+
+    slots = sorted(name for name in files if name.startswith("multus-net.d/"))
+    assert slots == sorted(f"multus-net.d/node-{i}/sig.conf" for i in range(20))
+    configs = [json.loads(files[f"multus-net.d/node-{i}/sig.conf"]) for i in range(20)]
+    assert configs[0] == {
+        "cniVersion": "1.0.0",
+        "name": "sig",
+        "type": "multinic-macvlan",
+        "master": "eth2",
+        "mode": "vepa",
+        "ipam": {
+            "type": "multinic-host-local",
+            "ranges": [
+                [
+                    {
+                        "subnet": "10.100.0.0/25",
+                        "rangeStart": "10.100.0.2",
+                        "rangeEnd": "10.100.0.7",
+                        "gateway": "10.100.0.1",
+                    }
+                ]
+            ],
+        },
     }
+    for name in slots:
+        assert parse_net_conf(files[name]).name == "sig"
+    assert_disjoint_slices(configs)
+
+
+def assert_disjoint_slices(configs: list[dict]) -> None:
+    seen: set[int] = set()
+    for config in configs:
+        for (r,) in config["ipam"]["ranges"]:
+            first, last = int(ip_address(r["rangeStart"])), int(ip_address(r["rangeEnd"]))
+            mine = set(range(first, last + 1))
+            assert not mine & seen, "two nodes would hand out one address"
+            assert ip_address(r["rangeEnd"]) in ip_network(r["subnet"])
+            assert ip_address(r["gateway"]) < ip_address(r["rangeStart"])
+            seen |= mine
 
 
 def test_dual_stack_networks_use_ip_ranges_and_two_host_local_range_sets() -> None:
     nets = [network("n3"), network("sig", ipam="per-node")]
     docs = nads(exported(dual_stack(cluster("a", networks=nets))))
 
-    n3, sig = (json.loads(d["spec"]["config"]) for d in docs)
+    n3 = json.loads(docs[0]["spec"]["config"])
     assert [r["range"] for r in n3["ipam"]["ipRanges"]] == ["10.100.0.0/26", "fd00:100::/122"]
     assert "range" not in n3["ipam"]
+    parse_net_conf(docs[0]["spec"]["config"])
+    sig = json.loads(
+        exported(dual_stack(cluster("a", networks=nets)))["multus-net.d/node-0/sig.conf"]
+    )
     assert [rs[0]["subnet"] for rs in sig["ipam"]["ranges"]] == [
         "10.100.0.128/25",
         "fd00:100::80/121",
     ]
-    for doc in docs:
-        parse_net_conf(doc["spec"]["config"])
 
 
 def test_node_config_has_a_slot_per_node_with_its_pod_cidr_and_shares() -> None:
