@@ -43,6 +43,20 @@ class PluginExecutor:
     def __init__(self, timeout: float | None = 120.0) -> None:
         self.timeout = timeout
 
+    def call(
+        self,
+        plugin_type: str,
+        search_path: Sequence[Path],
+        cni_env: Mapping[str, str],
+        stdin: bytes,
+    ) -> bytes:
+        """Run the plugin of type ``plugin_type``; its stdout, or the error it reported.
+
+        Executes it from ``search_path``; an executor that can run some plugin
+        types in this process (the node daemon's) overrides this.
+        """
+        return self.execute(find_plugin(plugin_type, search_path), cni_env, stdin)
+
     def execute(self, plugin: Path, cni_env: Mapping[str, str], stdin: bytes) -> bytes:
         """Run ``plugin`` and return its stdout, or raise the error it reported."""
         try:

@@ -34,7 +34,7 @@ from multinic.cni.config import (
     parse_network_config_list,
 )
 from multinic.cni.errors import CNIError, DecodingError, IncompatibleVersionError, PluginError
-from multinic.cni.invoke import PluginExecutor, find_plugin
+from multinic.cni.invoke import PluginExecutor
 from multinic.cni.outcome import decode_output
 from multinic.cni.types import Result
 from multinic.cni.version import CHECK_SINCE, GC_SINCE, LATEST_VERSION, at_least
@@ -154,7 +154,7 @@ class Runtime:
         """Ask a plugin which spec versions it supports."""
         stdin = _encode({"cniVersion": LATEST_VERSION})
         env = self._env("VERSION", _NO_ATTACHMENT)
-        out = self.executor.execute(find_plugin(plugin_type, self.plugin_path), env, stdin)
+        out = self.executor.call(plugin_type, self.plugin_path, env, stdin)
         obj = decode_output(plugin_type, out)
         if not isinstance(obj, dict) or not isinstance(obj.get("supportedVersions"), list):
             raise PluginError(plugin_type, "VERSION output has no supportedVersions", code=6)
@@ -290,8 +290,7 @@ class Runtime:
         return _encode(conf)
 
     def _call(self, plugin: PluginConfig, command: str, stdin: bytes, rt: RuntimeConf) -> bytes:
-        executable = find_plugin(plugin.type, self.plugin_path)
-        return self.executor.execute(executable, self._env(command, rt), stdin)
+        return self.executor.call(plugin.type, self.plugin_path, self._env(command, rt), stdin)
 
     def _env(self, command: str, rt: RuntimeConf) -> dict[str, str]:
         # All six are always set, so nothing leaks in from the runtime's own environment.
