@@ -41,8 +41,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# MULTINIC_NO_SKIP turns any skipped test into a failure: on the CI machine
-# (root, packages installed by system-deps) every test must really run.
+# MULTINIC_NO_SKIP turns any skipped or xfail test into a failure (tests/conftest.py):
+# on the CI machine (root, packages installed by system-deps) every test must really run.
 pytest: install
 	MULTINIC_NO_SKIP=1 $(BIN)/pytest
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -285,6 +289,71 @@ def test_save_failure_is_an_io_error(tmp_path):
         ResultCache(tmp_path).save(entry())
     assert err.value.code == 5
     assert str(tmp_path / "results" / "dbnet-ctr1-eth0") in err.value.msg
+
+
+#: A writer's file-size limit, far below the big entry's size: the kernel stops the write
+#: there and kills the writer with SIGXFSZ, mid-write.
+WRITE_LIMIT = 64 * 1024
+BIG_ENTRY = entry(config=b"x" * (16 * WRITE_LIMIT))
+
+_DIE_MID_WRITE = f"""
+import resource, signal, sys
+sys.path[:0] = {sys.path!r}
+from pathlib import Path
+from tests.unit.test_cache import BIG_ENTRY
+from multinic.cni.cache import ResultCache
+
+cache = ResultCache(Path(sys.argv[1]))
+resource.setrlimit(resource.RLIMIT_FSIZE, ({WRITE_LIMIT}, {WRITE_LIMIT}))
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the kernel's default kills
+cache.save(BIG_ENTRY)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_entry_whole(tmp_path):
+    cache = ResultCache(tmp_path)
+    cache.save(FULL_ENTRY)
+    old = cache.path("dbnet", "cnitool-77383ca0a0715733ca6f", "eth0")
+    big = cache.path("dbnet", "ctr1", "eth0")
+    cache.save(entry())  # BIG_ENTRY's path holds a small entry: the write replaces it
+    before = big.read_bytes()
+
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", _DIE_MID_WRITE, str(tmp_path)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == -signal.SIGXFSZ, done.stderr  # it died in the write
+    assert big.read_bytes() == before  # never a partial file at the entry's path
+    assert old.read_bytes() == FULL_ENTRY_JSON
+    # What the dead writer left is a temporary file, which readers skip.
+    assert [e.container_id for e in cache.attachments()] == [
+        "cnitool-77383ca0a0715733ca6f",
+        "ctr1",
+    ]
+
+
+def test_a_reader_sees_the_old_or_the_new_entry_never_part_of_one(tmp_path):
+    cache = ResultCache(tmp_path)
+    versions = [entry(config=fill * (1024 * 1024)) for fill in (b"a", b"b")]
+    whole = {v.to_json() for v in versions}
+    cache.save(versions[0])
+    seen: list[bytes] = []
+
+    def write() -> None:
+        for n in range(20):
+            cache.save(versions[n % 2])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while writer.is_alive():
+        seen.append(cache.load_raw("dbnet", "ctr1", "eth0") or b"")
+    writer.join()
+
+    partial = [len(data) for data in seen if data not in whole]
+    assert partial == [], f"{len(partial)} of {len(seen)} reads saw part of an entry"
 
 
 def test_load_returns_what_save_wrote(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,10 +16,10 @@ def write(path: Path, obj: object) -> None:
 
 
 def test_container_id_is_cnitools() -> None:
-    path = "/var/run/netns/pod1"
-    expected = "cnitool-" + hashlib.sha512(path.encode()).hexdigest()[:20]
-    assert cnitool_container_id(path) == expected
-    assert len(cnitool_container_id(path)) == len("cnitool-") + 20
+    # cnitool's rule: "cnitool-" and the first 20 hex digits of the netns path's SHA-512.
+    # A known value, worked out once (`printf %s /var/run/netns/pod1 | sha512sum`), so
+    # the test does not restate the code it checks.
+    assert cnitool_container_id("/var/run/netns/pod1") == "cnitool-bea13e247008fe5f4a37"
 
 
 def test_netns_paths_are_made_absolute(tmp_path: Path, monkeypatch) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from multinic.cni import skel
@@ -560,6 +560,11 @@ def test_gc_request_carries_valid_attachments() -> None:
 
 # --- properties ---------------------------------------------------------------------
 
+
+def _encode(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
 COMMAND_VALUES = st.sampled_from(
     ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "", "add", "DELETE", "VERSION\n"]
 )
@@ -675,26 +680,54 @@ CONFIGS = st.fixed_dictionaries(
         "custom": JSON_VALUES,
     },
 )
+
+
+def valid_configs(versions: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    """Configs valid in every field, at one of ``versions``: these must reach the plugin."""
+    return st.fixed_dictionaries(
+        {
+            "cniVersion": st.sampled_from(versions),
+            "name": st.sampled_from(["net1", "a.b-c_d", "0"]),
+            "type": st.just("recorder"),
+        },
+        optional={
+            "prevResult": VALID_PREV_RESULTS,
+            "runtimeConfig": JSON_OBJECTS,
+            "cni.dev/valid-attachments": VALID_ATTACHMENT_LISTS,
+            "custom": JSON_VALUES,
+        },
+    )
+
+
 # Valid in every field, so the plugin is reached and the success paths are checked too.
-VALID_CONFIGS = st.fixed_dictionaries(
-    {
-        "cniVersion": st.one_of(st.sampled_from(SUPPORTED_VERSIONS), st.just("1.1.0")),
-        "name": st.sampled_from(["net1", "a.b-c_d", "0"]),
-        "type": st.just("recorder"),
-    },
-    optional={
-        "prevResult": VALID_PREV_RESULTS,
-        "runtimeConfig": JSON_OBJECTS,
-        "cni.dev/valid-attachments": VALID_ATTACHMENT_LISTS,
-        "custom": JSON_VALUES,
-    },
+VALID_CONFIGS = st.one_of(valid_configs(SUPPORTED_VERSIONS), valid_configs((LATEST,)))
+#: The versions each verb exists in, from the spec: CHECK came with 0.4.0, GC and STATUS
+#: with 1.1.0. Written out, not taken from skel, so a skel that refuses a verb it should
+#: run fails the tests below.
+VERB_VERSIONS = {
+    "ADD": ALL_VERSIONS,
+    "DEL": ALL_VERSIONS,
+    "CHECK": ("0.4.0", "1.0.0", "1.1.0"),
+    "GC": ("1.1.0",),
+    "STATUS": ("1.1.0",),
+}
+#: Good environment and valid config for that verb: skel must hand every one to the plugin.
+GOOD_REQUESTS = st.sampled_from(sorted(VERB_VERSIONS)).flatmap(
+    lambda verb: st.tuples(st.just(full_env(verb)), valid_configs(VERB_VERSIONS[verb]).map(_encode))
 )
 STDINS = st.one_of(
     st.binary(max_size=40),
     JSON_OBJECTS.map(lambda o: json.dumps(o).encode()),
-    CONFIGS.map(lambda o: json.dumps(o).encode()),
-    VALID_CONFIGS.map(lambda o: json.dumps(o).encode()),
+    CONFIGS.map(_encode),
+    VALID_CONFIGS.map(_encode),
 )
+#: (environ, stdin, good): anything, often nearly right; and good requests, marked so.
+REQUESTS = st.one_of(
+    st.tuples(st.one_of(ENVIRONS, GOOD_ENVIRONS, GOOD_ENVIRONS), STDINS, st.just(False)),
+    GOOD_REQUESTS.map(lambda request: (*request, True)),
+)
+#: skel's name for each verb's method on the plugin.
+METHODS = {"ADD": "add", "DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}
 
 EXCEPTIONS = st.one_of(
     st.builds(KeyError, st.text(max_size=10)),
@@ -745,14 +778,21 @@ def assert_is_cni_answer(environ: Mapping[str, str], stdin: bytes, status: int, 
     return obj
 
 
+A_GOOD_ADD = (full_env("ADD"), conf(), True)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(environ=st.one_of(ENVIRONS, GOOD_ENVIRONS, GOOD_ENVIRONS), stdin=STDINS)
+@given(request=REQUESTS)
+@example(request=A_GOOD_ADD)
 def test_well_behaved_plugin_always_gives_a_protocol_answer(
-    environ: dict[str, str], stdin: bytes
+    request: tuple[dict[str, str], bytes, bool],
 ) -> None:
+    environ, stdin, good = request
     plugin = RecordingPlugin()
     status, out = skel.run(plugin, environ, stdin)
     obj = assert_is_cni_answer(environ, stdin, status, out)
+    if good:
+        assert status == 0, obj  # a good request is skel's to pass on, not to refuse
     if status == 0 and environ["CNI_COMMAND"] != "VERSION":
         assert len(plugin.calls) == 1
     if status == 1:
@@ -762,13 +802,17 @@ def test_well_behaved_plugin_always_gives_a_protocol_answer(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(environ=st.one_of(ENVIRONS, GOOD_ENVIRONS, GOOD_ENVIRONS), stdin=STDINS, exc=EXCEPTIONS)
+@given(request=REQUESTS, exc=EXCEPTIONS)
+@example(request=A_GOOD_ADD, exc=ValueError("boom"))
 def test_raising_plugin_always_gives_one_error_object(
-    environ: dict[str, str], stdin: bytes, exc: Exception
+    request: tuple[dict[str, str], bytes, bool], exc: Exception
 ) -> None:
+    environ, stdin, good = request
     plugin = RaisingPlugin(exc)
     status, out = skel.run(plugin, environ, stdin)
     obj = assert_is_cni_answer(environ, stdin, status, out)
+    if good:
+        assert plugin.calls, obj  # the error must be the plugin's, not skel's
     if status == 0:
         assert environ["CNI_COMMAND"] == "VERSION"
     if plugin.calls:
@@ -782,12 +826,19 @@ def test_raising_plugin_always_gives_one_error_object(
 
 
 @settings(max_examples=100, deadline=None)
-@given(stdin=STDINS)
-def test_good_environment_with_valid_config_reaches_the_plugin(stdin: bytes) -> None:
-    environ = full_env("ADD")
+@given(request=GOOD_REQUESTS)
+@example(request=A_GOOD_ADD[:2])
+def test_good_environment_with_valid_config_reaches_the_plugin(
+    request: tuple[dict[str, str], bytes],
+) -> None:
+    environ, stdin = request
     plugin = RecordingPlugin()
-    status, _ = skel.run(plugin, environ, stdin)
-    assert (status == 0) == bool(plugin.calls)
+    status, out = skel.run(plugin, environ, stdin)
+    assert status == 0, out
+    [(method, seen)] = plugin.calls
+    config = json.loads(stdin)
+    assert method == METHODS[environ["CNI_COMMAND"]]
+    assert (seen.config.name, seen.config.cni_version) == (config["name"], config["cniVersion"])
 
 
 # --- as a real executable -------------------------------------------------------------

@@ -117,16 +117,26 @@ def test_masquerade_rule_excludes_the_subnet_and_multicast() -> None:
     assert "ip6 saddr fd00:64::5 ip6 daddr != { fd00:64::/64, ff00::/8 } masquerade" in six
 
 
+#: The nftables code bridge and ptp import only for ipMasq or macspoofchk, by name: a
+#: renamed module fails the probe below instead of silently dropping out of the check.
+NFTABLES_MODULES = ("multinic.plugins.masq", "multinic.plugins.nftables")
+
+
 def test_nftables_code_is_loaded_only_by_configs_that_use_it() -> None:
     # Structural, not timing: most networks use neither ipMasq nor macspoofchk.
     import subprocess
     import sys
 
     probe = (
-        "import sys; import multinic.plugins.bridge, multinic.plugins.ptp; "
-        "print(sorted(m for m in sys.modules if m.endswith(('.masq', '.nftables'))))"
+        "import importlib, json, sys; import multinic.plugins.bridge, multinic.plugins.ptp; "
+        f"names = {NFTABLES_MODULES!r}; loaded = [m for m in names if m in sys.modules]; "
+        "[importlib.import_module(m) for m in names]; "  # renamed: ModuleNotFoundError
+        "print(json.dumps([loaded, [m for m in names if m in sys.modules]]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
     )
-    assert done.stdout.strip() == "[]"
+    assert done.returncode == 0, done.stderr
+    loaded_by_the_plugins, loaded_at_the_end = json.loads(done.stdout)
+    assert loaded_by_the_plugins == []
+    assert loaded_at_the_end == list(NFTABLES_MODULES)  # the probe can see them when loaded

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given
@@ -68,19 +69,74 @@ def test_refused_keys(key: str) -> None:
         sysctl_target(key, "eth0")
 
 
-_part = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-/", min_size=0, max_size=12)
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=8)
+#: What a mutated segment becomes. "..", "." and "" never name a directory, so a key
+#: holding one is refused; "/" turns a dotted key into a slash one or adds a level.
+_MUTATIONS = ("..", ".", "", "/")
 
 
-@given(st.lists(_part, min_size=1, max_size=7).map(".".join), _part)
-def test_whatever_is_accepted_stays_in_the_namespace(key: str, ifname: str) -> None:
-    try:
-        path = sysctl_target(key, ifname)
-    except InvalidConfigError:
-        return
-    parts = path.split("/")
-    assert parts[0] == "net" and not {"", ".", ".."} & set(parts)
-    per_interface = (parts[1], parts[2]) in tuning.PER_INTERFACE and len(parts) == 5
-    assert per_interface or ".".join(parts) in NAMESPACED_GLOBALS
+class AllowedKey(NamedTuple):
+    """A key built from one of the allowed patterns, and the path it must write."""
+
+    segments: tuple[str, ...]
+    separator: str
+    ifname: str
+    expected: str
+
+
+@st.composite
+def allowed_keys(draw: st.DrawFn) -> AllowedKey:
+    separator = draw(st.sampled_from([".", "/"]))
+    if draw(st.booleans()):
+        return draw(_per_interface_keys(separator))
+    name = draw(st.sampled_from(sorted(NAMESPACED_GLOBALS)))
+    return AllowedKey(tuple(name.split(".")), separator, draw(_NAME), name.replace(".", "/"))
+
+
+@st.composite
+def _per_interface_keys(draw: st.DrawFn, separator: str) -> AllowedKey:
+    family, directory = draw(st.sampled_from(sorted(tuning.PER_INTERFACE)))
+    interface = draw(st.lists(_NAME, min_size=1, max_size=3).map(".".join))
+    leaf = draw(_NAME)
+    expected = f"net/{family}/{directory}/{interface}/{leaf}"
+    if draw(st.booleans()):
+        return AllowedKey(
+            ("net", family, directory, "IFNAME", leaf), separator, interface, expected
+        )
+    # The dotted form spells a dotted interface name (eth0.100) as several segments.
+    named = interface.split(".") if separator == "." else [interface]
+    return AllowedKey(("net", family, directory, *named, leaf), separator, draw(_NAME), expected)
+
+
+def mutants(allowed: AllowedKey) -> Iterator[tuple[str, str, str]]:
+    """(key, ifname, mutation): each segment replaced by, and preceded by, each mutation."""
+    segments = list(allowed.segments)
+    for index, segment in enumerate(segments):
+        for mutation in _MUTATIONS:
+            replaced = [*segments[:index], mutation, *segments[index + 1 :]]
+            inserted = [*segments[:index], mutation, *segments[index:]]
+            yield allowed.separator.join(replaced), allowed.ifname, mutation
+            yield allowed.separator.join(inserted), allowed.ifname, mutation
+            if segment == "IFNAME":  # the pod's interface name is the mutated segment
+                yield allowed.separator.join(segments), mutation, mutation
+
+
+@given(allowed_keys())
+def test_whatever_is_accepted_stays_in_the_namespace(allowed: AllowedKey) -> None:
+    # The pattern's own key is accepted (every example reaches the accepted branch) ...
+    key = allowed.separator.join(allowed.segments)
+    assert sysctl_target(key, allowed.ifname) == allowed.expected
+    # ... and no mutation of it gets out of the namespace.
+    for key, ifname, mutation in mutants(allowed):
+        try:
+            path = sysctl_target(key, ifname)
+        except InvalidConfigError:
+            continue
+        assert mutation == "/", f"{key!r} (IFNAME {ifname!r}) was accepted as {path!r}"
+        parts = path.split("/")
+        assert parts[0] == "net" and not {"", ".", ".."} & set(parts), (key, ifname, path)
+        per_interface = (parts[1], parts[2]) in tuning.PER_INTERFACE and len(parts) == 5
+        assert per_interface or ".".join(parts) in NAMESPACED_GLOBALS, (key, ifname, path)
 
 
 def test_mac_precedence_and_args_cni() -> None:
