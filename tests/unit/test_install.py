@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from multinic.plugins.install import (
+    EXECUTABLES,
     executable_text,
     install_plugins,
     installed_from_source,
     package_root,
 )
-from multinic.plugins.registry import PLUGINS
 
 
 def test_the_collector_is_off_before_the_plugin_is_imported() -> None:
@@ -97,7 +97,7 @@ def install_from(python: str, bin_dir: Path, path_entry: str | None = None) -> l
 
 
 def assert_plugins_answer_with_nothing_else(written: list[str], forbidden: list[str]) -> None:
-    assert len(written) == len(PLUGINS)
+    assert len(written) == len(EXECUTABLES)
     for path in written:
         text = Path(path).read_text()
         for place in forbidden:

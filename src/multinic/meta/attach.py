@@ -117,6 +117,19 @@ class Attacher:
             return err
         return None
 
+    def collect_garbage(self, keep: frozenset[str]) -> None:
+        """DEL every recorded container not in ``keep``; all are tried, failures reported."""
+        failures = []
+        for container_id in list(self.records.container_ids()):
+            if container_id in keep:
+                continue
+            try:
+                self.delete(container_id)
+            except CNIError as err:
+                failures.append(f"{container_id}: {err}")
+        if failures:
+            raise CNIError("GC could not detach every stale container", "; ".join(failures))
+
     def check(self, container_id: str) -> None:
         """CHECK every recorded delegate; the first drift found is the error."""
         record = self.records.load(container_id)

@@ -29,8 +29,13 @@ import sys
 
 from multinic.plugins.registry import PLUGINS
 
+#: Every executable a node's CNI bin dir gets: the plugins, and the shim that
+#: forwards a runtime's calls to the node daemon (not a plugin object: it runs
+#: nothing in-process, so it is not in the registry).
+EXECUTABLES = {**PLUGINS, "multinic-shim": "multinic.shim"}
+
 _TEMPLATE = """#!{python} -IS
-# multinic CNI plugin {plugin_type!r}, written by `multinic install-plugins`.
+# multinic CNI executable {plugin_type!r}, written by `multinic install-plugins`.
 # One short request, then os._exit: collecting would cost every start about 1 ms.
 import gc
 gc.disable()
@@ -68,7 +73,7 @@ def executable_text(plugin_type: str, python: str | None = None) -> str:
         python=python or sys.executable,
         plugin_type=plugin_type,
         package_root=package_root(),
-        module=PLUGINS[plugin_type],
+        module=EXECUTABLES[plugin_type],
     )
 
 
@@ -81,7 +86,7 @@ def install_plugins(bin_dir: str, python: str | None = None) -> list[str]:
     """
     os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     written = []
-    for plugin_type in sorted(PLUGINS):
+    for plugin_type in sorted(EXECUTABLES):
         target = os.path.join(bin_dir, plugin_type)
         partial = f"{target}.tmp-{os.getpid()}"
         try:
