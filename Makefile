@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install system-deps third-party anchors lint typecheck pytest bench clean
+.PHONY: demo test install system-deps third-party anchors anchors-smoke lint typecheck pytest bench clean
 
 demo: system-deps install
 	$(BIN)/multinic demo
@@ -33,6 +33,11 @@ third-party:
 # Multus thick and Whereabouts, for the side-by-side benchmarks (not needed by the tests).
 anchors:
 	scripts/build-third-party anchors
+
+# Whereabouts and Multus thick really run against a fresh test control plane
+# (benchmarks/anchors_smoke.py; docs/testing.md). Root; not part of `make test`.
+anchors-smoke: third-party anchors install
+	$(BIN)/python benchmarks/anchors_smoke.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
