@@ -19,9 +19,7 @@ class HealthServer:
         handler = _handler(metrics, ready)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="health", daemon=True
-        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 
     @property
     def port(self) -> int:
