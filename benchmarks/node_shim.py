@@ -1,0 +1,194 @@
+"""Side by side: a primary-only pod through multinic-shim + the node daemon vs the floor.
+
+The floor is the reference ``bridge`` with the reference ``host-local``, executed
+directly as a runtime would. Ours: the installed ``multinic-shim`` executed the
+same way, forwarding to a node daemon in this process whose meta plugin attaches
+``multinic-bridge`` with ``multinic-host-local`` in-process. Each round is one
+ADD and one DEL (with ADD's result as prevResult), alternating the two so machine
+noise hits both alike. Also: one shim round trip the daemon answers at once
+(STATUS), a Go plugin's VERSION, and a bare ``python3 -I -S``.
+
+Multus thick (issue 11's P1 anchor) is not in this run yet.
+
+Run as root:  .venv/bin/python benchmarks/node_shim.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import third_party  # noqa: E402
+from tests.support.conflists import bridge_plugin, host_local  # noqa: E402
+from tests.support.etcd_cluster import free_port  # noqa: E402
+
+from multinic.cni.runtime import Runtime  # noqa: E402
+from multinic.cni.skel import Request  # noqa: E402
+from multinic.lab import netns as lab  # noqa: E402
+from multinic.meta.attach import Attacher  # noqa: E402
+from multinic.meta.plugin import MetaPlugin  # noqa: E402
+from multinic.meta.records import Delegate, PodRef, RecordStore  # noqa: E402
+from multinic.node.daemon import DaemonSettings, NodeDaemon  # noqa: E402
+from multinic.plugins.inprocess import InProcessExecutor  # noqa: E402
+from multinic.plugins.install import install_plugins  # noqa: E402
+
+REFERENCE = third_party.reference_plugins()
+
+
+class OnePrimary:
+    """Every pod gets the one primary network."""
+
+    def __init__(self, delegate: Delegate) -> None:
+        self.delegate = delegate
+
+    def delegates(self, request: Request, pod: PodRef) -> Sequence[Delegate]:
+        del request, pod
+        return [self.delegate]
+
+    def report(self, pod: PodRef, network_status: list[dict[str, Any]]) -> None:
+        del pod, network_status
+
+    def status(self) -> None:
+        return None
+
+
+def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) -> bytes:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "bench-pod",
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": f"{bin_dir}:{REFERENCE}",
+    }
+    done = subprocess.run([str(plugin)], input=conf, env=env, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{plugin.name} {command} failed: {done.stdout!r} {done.stderr!r}")
+    return done.stdout
+
+
+def cycle_seconds(plugin: Path, netns: str, conf: bytes, bin_dir: Path) -> float:
+    start = time.perf_counter()
+    added = execute(plugin, "ADD", netns, conf, bin_dir)
+    del_conf = json.dumps({**json.loads(conf), "prevResult": json.loads(added)}).encode()
+    execute(plugin, "DEL", netns, del_conf, bin_dir)
+    return time.perf_counter() - start
+
+
+def median_ms(command: list[str], env: dict[str, str], stdin: bytes, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, input=stdin, capture_output=True, check=True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def start_daemon(scratch: Path, bridge: str) -> NodeDaemon:
+    conf = {"cniVersion": "1.1.0", "name": "cluster"}
+    conf["plugins"] = [
+        {
+            "type": "multinic-bridge",
+            "bridge": bridge,
+            "isGateway": True,
+            "ipam": {
+                "type": "multinic-host-local",
+                "ranges": [[{"subnet": "198.18.47.0/24"}]],
+                "dataDir": str(scratch / "ours-ipam"),
+            },
+        }
+    ]
+    selector = OnePrimary(Delegate("cluster", "eth0", json.dumps(conf).encode(), default=True))
+    runtime = Runtime([REFERENCE], cache_dir=scratch / "cache", executor=InProcessExecutor())
+    plugin = MetaPlugin(selector, Attacher(runtime, RecordStore(scratch / "meta")))
+    settings = DaemonSettings(
+        socket_path=scratch / "cni.sock", cni_conf_dir=scratch / "net.d", health_port=free_port()
+    )
+    daemon = NodeDaemon(plugin, settings)
+    daemon.start()
+    if not daemon.wait_ready(10):
+        raise SystemExit("the daemon did not get ready")
+    return daemon
+
+
+def report(scratch: Path, pod: str, bridges: tuple[str, str], rounds: int) -> None:
+    bin_dir = scratch / "bin"
+    install_plugins(str(bin_dir))
+    netns = str(lab.create_netns(pod))
+    daemon = start_daemon(scratch, bridges[1])
+    try:
+        shim_conf = {
+            "cniVersion": "1.1.0",
+            "name": "multinic",
+            "type": "multinic-shim",
+            "socketPath": str(daemon.settings.socket_path),
+        }
+        floor = bridge_plugin(bridges[0], host_local(scratch / "ref-ipam", "198.18.46.0/24"))
+        contenders = {
+            "reference bridge+host-local (floor)": (
+                REFERENCE / "bridge",
+                json.dumps({"cniVersion": "1.1.0", "name": "bench", **floor}).encode(),
+            ),
+            "multinic-shim + daemon": (bin_dir / "multinic-shim", json.dumps(shim_conf).encode()),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        for warm_up in (True,) * 2 + (False,) * rounds:
+            for name, (plugin, conf) in contenders.items():
+                seconds = cycle_seconds(plugin, netns, conf, bin_dir)
+                if not warm_up:
+                    samples[name].append(seconds)
+        print(f"primary-only pod ADD+DEL, executed as a runtime does, {rounds} alternating rounds")
+        print(f"{'contender':<40}{'median ms':>10}{'ratio':>8}")
+        names = list(contenders)
+        base = samples[names[0]]
+        for name in names:
+            ratios = [s / b for s, b in zip(samples[name], base, strict=True)]
+            median = statistics.median(samples[name]) * 1000
+            print(f"{name:<40}{median:>10.1f}{statistics.median(ratios):>8.2f}")
+        status = json.dumps(shim_conf).encode()
+        shim = median_ms(
+            [str(bin_dir / "multinic-shim")],
+            {"CNI_COMMAND": "STATUS", "CNI_PATH": "/"},
+            status,
+            rounds,
+        )
+        go = median_ms([str(REFERENCE / "bridge")], {"CNI_COMMAND": "VERSION"}, b"", rounds)
+        bare = median_ms([sys.executable, "-I", "-S", "-c", "pass"], {}, b"", rounds)
+        print(
+            f"one shim round trip (STATUS) {shim:.1f} ms; Go plugin VERSION {go:.1f} ms; "
+            f"python -I -S {bare:.1f} ms"
+        )
+    finally:
+        daemon.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    rounds = parser.parse_args().rounds
+    scratch = Path(tempfile.mkdtemp(prefix="multinic-bench-"))
+    tag = os.getpid() % 10000
+    pod, bridges = f"mn-nbench-{tag}", (f"mnnref{tag}", f"mnnour{tag}")
+    try:
+        report(scratch, pod, bridges, rounds)
+    finally:
+        lab.delete_netns(pod)
+        for bridge in bridges:
+            lab.delete_link(bridge)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
