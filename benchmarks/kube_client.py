@@ -59,9 +59,7 @@ CLIENT_AND_GET = {
         "        await client.CoreV1Api(api).read_namespace('default')\n"
         "asyncio.run(main())\n"
     ),
-    "lightkube": (
-        "c = Client(config=KubeConfig.from_file(KC))\nc.get(Namespace, 'default')\n"
-    ),
+    "lightkube": ("c = Client(config=KubeConfig.from_file(KC))\nc.get(Namespace, 'default')\n"),
 }
 
 PROBE = """
@@ -95,10 +93,8 @@ def ensure_venv(venvs: Path, package: str) -> Path:
     python = venvs / package / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venvs / package)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", package],
-            check=True,
-        )
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, package], check=True)
     return python
 
 
@@ -177,9 +173,11 @@ def main() -> None:
     parser.add_argument("--venvs", type=Path, default=VENVS)
     args = parser.parse_args()
     pythons = {p: ensure_venv(args.venvs, p) for p in IMPORTS}
-    with tempfile.TemporaryDirectory(prefix="kube-client-bench-") as tmp:
-        with KubeCluster(Path(tmp) / "kube") as cluster:
-            rows = [measure(pythons[p], p, cluster.kubeconfig, args.runs) for p in IMPORTS]
+    with (
+        tempfile.TemporaryDirectory(prefix="kube-client-bench-") as tmp,
+        KubeCluster(Path(tmp) / "kube") as cluster,
+    ):
+        rows = [measure(pythons[p], p, cluster.kubeconfig, args.runs) for p in IMPORTS]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.runs} runs each")
     print_table(rows)
 
