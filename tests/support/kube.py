@@ -113,6 +113,12 @@ class KubeCluster:
         self.controller_kubeconfig = self.base / "controller-manager.kubeconfig"
         self._write_kubeconfig(self.controller_kubeconfig, controller)
 
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for another user (RBAC gives a new one no rights unless granted)."""
+        path = self.base / f"{user}.kubeconfig"
+        self._write_kubeconfig(path, self.ca.client(user, user, groups))
+        return path
+
     def _write_kubeconfig(self, path: Path, client: tuple[Path, Path]) -> None:
         """A kubeconfig (JSON is YAML) that reaches this apiserver as ``client``."""
         config = {

@@ -109,6 +109,30 @@ class TryAgainLaterError(CNIError):
     default_code = ErrorCode.TRY_AGAIN_LATER
 
 
+class KubeUnavailableError(TryAgainLaterError):
+    """Code 11: the Kubernetes API server did not answer (unreachable, timed out, overloaded)."""
+
+
+class KubeRequestError(IOFailureError):
+    """Code 5: the Kubernetes API server refused a request (forbidden, invalid, conflict)."""
+
+
+class PodNotFoundError(UnknownContainerError):
+    """Code 3: the pod named by K8S_POD_NAMESPACE/K8S_POD_NAME does not exist (or was replaced)."""
+
+
+class NetworkNotFoundError(InvalidConfigError):
+    """Code 7: a network a pod selects (a NetworkAttachmentDefinition or config) does not exist."""
+
+
+class AnnotationError(InvalidConfigError):
+    """Code 7: a pod's network selection annotation is malformed or asks for something invalid."""
+
+
+class IsolationError(InvalidConfigError):
+    """Code 7: namespace isolation forbids the pod a network from another namespace."""
+
+
 class PluginNotAvailableError(CNIError):
     """Code 50: STATUS says the plugin cannot serve ADD requests."""
 
