@@ -40,7 +40,7 @@ from multinic.cni.skel import Request  # noqa: E402
 from multinic.lab import netns as lab  # noqa: E402
 from multinic.meta.attach import Attacher  # noqa: E402
 from multinic.meta.plugin import MetaPlugin  # noqa: E402
-from multinic.meta.records import Delegate, PodRef, RecordStore  # noqa: E402
+from multinic.meta.records import PodAttachment, PodRef, RecordStore  # noqa: E402
 from multinic.node.daemon import DaemonSettings, NodeDaemon  # noqa: E402
 from multinic.plugins.inprocess import InProcessExecutor  # noqa: E402
 from multinic.plugins.install import install_plugins  # noqa: E402
@@ -51,10 +51,10 @@ REFERENCE = third_party.reference_plugins()
 class OnePrimary:
     """Every pod gets the one primary network."""
 
-    def __init__(self, delegate: Delegate) -> None:
+    def __init__(self, delegate: PodAttachment) -> None:
         self.delegate = delegate
 
-    def delegates(self, request: Request, pod: PodRef) -> Sequence[Delegate]:
+    def delegates(self, request: Request, pod: PodRef) -> Sequence[PodAttachment]:
         del request, pod
         return [self.delegate]
 
@@ -110,7 +110,7 @@ def start_daemon(scratch: Path, bridge: str) -> NodeDaemon:
             },
         }
     ]
-    selector = OnePrimary(Delegate("cluster", "eth0", json.dumps(conf).encode(), default=True))
+    selector = OnePrimary(PodAttachment("cluster", "eth0", json.dumps(conf).encode(), default=True))
     runtime = Runtime([REFERENCE], cache_dir=scratch / "cache", executor=InProcessExecutor())
     plugin = MetaPlugin(selector, Attacher(runtime, RecordStore(scratch / "meta")))
     settings = DaemonSettings(

@@ -19,7 +19,7 @@ from multinic.cni.errors import CNIError
 from multinic.cni.runtime import Runtime
 from multinic.lab import netns as lab
 from multinic.meta.attach import Attacher
-from multinic.meta.records import Delegate, PodRef, RecordStore
+from multinic.meta.records import PodAttachment, PodRef, RecordStore
 from multinic.plugins.inprocess import InProcessExecutor
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.lower_plugins import CheckedNode, on_node
@@ -55,7 +55,7 @@ class Node:
             "dataDir": str(self.root / "ipam"),
         }
 
-    def primary(self) -> Delegate:
+    def primary(self) -> PodAttachment:
         conf = {
             "cniVersion": "1.1.0",
             "name": "cluster",
@@ -68,9 +68,9 @@ class Node:
                 }
             ],
         }
-        return Delegate("cluster", "eth0", json.dumps(conf).encode(), default=True)
+        return PodAttachment("cluster", "eth0", json.dumps(conf).encode(), default=True)
 
-    def secondary(self, index: int, master: str | None = None) -> Delegate:
+    def secondary(self, index: int, master: str | None = None) -> PodAttachment:
         conf = {
             "cniVersion": "1.1.0",
             "name": f"data-{index}",
@@ -79,7 +79,7 @@ class Node:
             "mode": "bridge",
             "ipam": self.ipam(f"198.18.{50 + index}.0/24"),
         }
-        return Delegate(f"cnf/data-{index}", f"net{index}", json.dumps(conf).encode())
+        return PodAttachment(f"cnf/data-{index}", f"net{index}", json.dumps(conf).encode())
 
     def reservations(self) -> list[str]:
         directory = self.root / "ipam"
@@ -224,7 +224,7 @@ def test_a_failed_del_keeps_the_record_of_what_failed_and_a_retry_finishes(
     assert node.reservations() == []
 
 
-def _flaky(node: Node, directory: Path, fail_flag: Path) -> Delegate:
+def _flaky(node: Node, directory: Path, fail_flag: Path) -> PodAttachment:
     """A delegate whose plugin (an executable) attaches nothing and refuses DEL while
     ``fail_flag`` exists: a stand-in for a delegate whose datastore is down."""
     directory.mkdir()
@@ -242,4 +242,4 @@ def _flaky(node: Node, directory: Path, fail_flag: Path) -> Delegate:
     )
     plugin.chmod(0o755)
     conf = {"cniVersion": "1.1.0", "name": "flaky", "type": "flaky"}
-    return Delegate("cnf/flaky", "net9", json.dumps(conf).encode())
+    return PodAttachment("cnf/flaky", "net9", json.dumps(conf).encode())

@@ -27,7 +27,7 @@ from multinic.cni.skel import Request
 from multinic.lab import netns as lab
 from multinic.meta.attach import Attacher
 from multinic.meta.plugin import MetaPlugin
-from multinic.meta.records import Delegate, PodRef, RecordStore
+from multinic.meta.records import PodAttachment, PodRef, RecordStore
 from multinic.node.daemon import DaemonSettings, NodeDaemon
 from multinic.plugins.inprocess import InProcessExecutor
 from multinic.plugins.install import install_plugins
@@ -39,12 +39,12 @@ from tests.support.lower_plugins import CheckedNode, on_node
 class FixedSelector:
     """Every pod gets the same delegates; reports are kept for the test to read."""
 
-    def __init__(self, delegates: list[Delegate]) -> None:
+    def __init__(self, delegates: list[PodAttachment]) -> None:
         self.delegates_of_every_pod = delegates
         self.reports: list[tuple[PodRef, list[dict[str, Any]]]] = []
         self.refuse: str | None = None
 
-    def delegates(self, request: Request, pod: PodRef) -> Sequence[Delegate]:
+    def delegates(self, request: Request, pod: PodRef) -> Sequence[PodAttachment]:
         del request
         if self.refuse:
             raise InvalidConfigError(self.refuse, f"pod {pod.namespace}/{pod.name}")
@@ -135,7 +135,7 @@ def _ipam(root: Path, subnet: str) -> dict[str, Any]:
     }
 
 
-def _bridge(bridge: str, root: Path) -> Delegate:
+def _bridge(bridge: str, root: Path) -> PodAttachment:
     conf = {
         "cniVersion": "1.1.0",
         "name": "cluster",
@@ -148,10 +148,10 @@ def _bridge(bridge: str, root: Path) -> Delegate:
             }
         ],
     }
-    return Delegate("cluster", "eth0", json.dumps(conf).encode(), default=True)
+    return PodAttachment("cluster", "eth0", json.dumps(conf).encode(), default=True)
 
 
-def _macvlan(nic: str, root: Path) -> Delegate:
+def _macvlan(nic: str, root: Path) -> PodAttachment:
     conf = {
         "cniVersion": "1.1.0",
         "name": "data",
@@ -159,7 +159,7 @@ def _macvlan(nic: str, root: Path) -> Delegate:
         "master": nic,
         "ipam": _ipam(root, "198.18.61.0/24"),
     }
-    return Delegate("cnf/data", "net1", json.dumps(conf).encode())
+    return PodAttachment("cnf/data", "net1", json.dumps(conf).encode())
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import click
 from multinic import __version__
 from multinic.cli.cni_commands import cni
 from multinic.cli.ipam_command import ipam
+from multinic.cli.node_command import node
 from multinic.cli.plan_command import plan  # imports only click; the planner loads on use
 
 
@@ -23,6 +24,7 @@ def cli() -> None:
 cli.add_command(cni)
 cli.add_command(ipam)
 cli.add_command(plan)
+cli.add_command(node)
 
 
 @cli.command()

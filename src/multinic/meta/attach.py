@@ -22,7 +22,7 @@ from multinic.cni.config import NetworkConfigList, parse_network_config, parse_n
 from multinic.cni.errors import CNIError, InvalidConfigError
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.cni.types import Result
-from multinic.meta.records import Delegate, PodRecord, PodRef, RecordStore
+from multinic.meta.records import PodAttachment, PodRecord, PodRef, RecordStore
 from multinic.meta.status import status_entry
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class Attacher:
     # -- ADD -------------------------------------------------------------------
 
     def add(
-        self, pod: PodRef, container_id: str, netns: str, delegates: Sequence[Delegate]
+        self, pod: PodRef, container_id: str, netns: str, delegates: Sequence[PodAttachment]
     ) -> Attached:
         """Attach ``delegates`` (the primary first) to the pod; all of them, or none."""
         networks = _parse_all(delegates)
@@ -83,7 +83,7 @@ class Attacher:
         return [primary, *(o for o in outcomes if isinstance(o, Result))]
 
     def _detach_quietly(
-        self, record: PodRecord, delegate: Delegate, net: NetworkConfigList
+        self, record: PodRecord, delegate: PodAttachment, net: NetworkConfigList
     ) -> None:
         # Rollback is best effort: one DEL failing must not stop the others, and
         # the ADD's own error is what the runtime needs to see.
@@ -157,7 +157,7 @@ class Attacher:
         return outcomes
 
 
-def _conf(record: PodRecord, delegate: Delegate) -> RuntimeConf:
+def _conf(record: PodRecord, delegate: PodAttachment) -> RuntimeConf:
     return RuntimeConf(
         record.container_id,
         record.netns,
@@ -167,7 +167,7 @@ def _conf(record: PodRecord, delegate: Delegate) -> RuntimeConf:
     )
 
 
-def _parse(delegate: Delegate) -> NetworkConfigList:
+def _parse(delegate: PodAttachment) -> NetworkConfigList:
     """The delegate's config: a conflist, or a single config read as a list of one."""
     try:
         return parse_network_config_list(delegate.config)
@@ -175,7 +175,7 @@ def _parse(delegate: Delegate) -> NetworkConfigList:
         return parse_network_config(delegate.config)
 
 
-def _parse_all(delegates: Sequence[Delegate]) -> list[NetworkConfigList]:
+def _parse_all(delegates: Sequence[PodAttachment]) -> list[NetworkConfigList]:
     """Every delegate's config, checked before anything is attached."""
     if not delegates:
         raise InvalidConfigError("no networks to attach", "the pod needs a primary network")
@@ -197,7 +197,7 @@ def _parse_all(delegates: Sequence[Delegate]) -> list[NetworkConfigList]:
     return networks
 
 
-def _combined(verb: str, failures: list[tuple[Delegate, BaseException]]) -> CNIError:
+def _combined(verb: str, failures: list[tuple[PodAttachment, BaseException]]) -> CNIError:
     """One error for several delegates: the first one's code, every message in details."""
     first = failures[0][1]
     code = first.code if isinstance(first, CNIError) else 999

@@ -19,13 +19,13 @@ from multinic.cni.skel import Request
 from multinic.cni.types import Result
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.meta.attach import Attacher
-from multinic.meta.records import Delegate, PodRef
+from multinic.meta.records import PodAttachment, PodRef
 
 
 class Selector(Protocol):
     """Decides a pod's delegates and publishes what they became."""
 
-    def delegates(self, request: Request, pod: PodRef) -> Sequence[Delegate]:
+    def delegates(self, request: Request, pod: PodRef) -> Sequence[PodAttachment]:
         """The pod's attachments, the primary first."""
 
     def report(self, pod: PodRef, network_status: list[dict[str, Any]]) -> None:

@@ -39,7 +39,7 @@ class PodRef(NamedTuple):
     uid: str = ""
 
 
-class Delegate(NamedTuple):
+class PodAttachment(NamedTuple):
     """One attachment of a pod: which network, which interface, the exact config.
 
     ``name`` is the network as the pod's status names it (``namespace/nad`` for
@@ -65,7 +65,7 @@ class Delegate(NamedTuple):
         }
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> Delegate:
+    def from_obj(cls, obj: Mapping[str, Any]) -> PodAttachment:
         return cls(
             name=str(obj["name"]),
             ifname=str(obj["ifname"]),
@@ -82,7 +82,7 @@ class PodRecord(NamedTuple):
     container_id: str
     netns: str
     pod: PodRef
-    delegates: tuple[Delegate, ...]
+    delegates: tuple[PodAttachment, ...]
 
     def to_json(self) -> bytes:
         obj = {
@@ -102,7 +102,7 @@ class PodRecord(NamedTuple):
             container_id=str(obj["containerId"]),
             netns=str(obj.get("netns", "")),
             pod=PodRef(**{k: str(v) for k, v in obj.get("pod", {}).items()}),
-            delegates=tuple(Delegate.from_obj(d) for d in obj["delegates"]),
+            delegates=tuple(PodAttachment.from_obj(d) for d in obj["delegates"]),
         )
 
 

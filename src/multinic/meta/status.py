@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from multinic.cni.types import Result
-from multinic.meta.records import Delegate
+from multinic.meta.records import PodAttachment
 
 STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 
 
-def status_entry(delegate: Delegate, result: Result) -> dict[str, Any]:
+def status_entry(delegate: PodAttachment, result: Result) -> dict[str, Any]:
     """The network-status object of one attachment."""
     index = _pod_interface(delegate.ifname, result)
     ips = [ip for ip in result.ips if ip.interface is None or ip.interface == index]
