@@ -64,7 +64,10 @@ class Node:
                     "type": "multinic-bridge",
                     "bridge": self.bridge,
                     "isGateway": True,
-                    "ipam": self.ipam("198.18.50.0/24"),
+                    "ipam": {
+                        **self.ipam("198.18.50.0/24"),
+                        "routes": [{"dst": "0.0.0.0/0"}],  # via the gateway: the pod's default
+                    },
                 }
             ],
         }
@@ -243,3 +246,75 @@ def _flaky(node: Node, directory: Path, fail_flag: Path) -> PodAttachment:
     plugin.chmod(0o755)
     conf = {"cniVersion": "1.1.0", "name": "flaky", "type": "flaky"}
     return PodAttachment("cnf/flaky", "net9", json.dumps(conf).encode())
+
+
+def default_routes(pod: str, version: int = 4) -> list[tuple[str, str]]:
+    routes = lab.ip_json(f"-{version}", "route", "show", "default", netns=pod)
+    return sorted((r.get("gateway", ""), r["dev"]) for r in routes)
+
+
+def test_a_default_route_request_moves_the_pods_default_route(node: Node, pod: str) -> None:
+    cid = unique("ctr-")
+    secondary = node.secondary(1)._replace(gateways=("198.18.51.1",), default=True)
+
+    on_node(
+        lambda: node.attacher.add(POD, cid, str(lab.netns_path(pod)), [node.primary(), secondary])
+    )
+
+    assert default_routes(pod) == [("198.18.51.1", "net1")]
+    record = node.records.load(cid)
+    assert record is not None and record.delegates[1].gateways == ("198.18.51.1",)
+    on_node(lambda: node.attacher.delete(cid))
+    assert pod_links(pod) == set()
+
+
+def test_without_a_request_the_primary_keeps_the_default_route(node: Node, pod: str) -> None:
+    cid = unique("ctr-")
+    on_node(
+        lambda: node.attacher.add(
+            POD, cid, str(lab.netns_path(pod)), [node.primary(), node.secondary(1)]
+        )
+    )
+    assert default_routes(pod) == [("198.18.50.1", "eth0")]
+    on_node(lambda: node.attacher.delete(cid))
+
+
+def with_ips_capability(attachment: PodAttachment, declared: bool) -> PodAttachment:
+    conf = json.loads(attachment.config)
+    if declared:
+        conf["capabilities"] = {"ips": True}
+    return attachment._replace(
+        config=json.dumps(conf).encode(), capability_args={"ips": ["198.18.51.77/24"]}
+    )
+
+
+def test_a_requested_ip_is_given_when_the_delegate_takes_it(node: Node, pod: str) -> None:
+    cid = unique("ctr-")
+    secondary = with_ips_capability(node.secondary(1), declared=True)
+
+    attached = on_node(
+        lambda: node.attacher.add(POD, cid, str(lab.netns_path(pod)), [node.primary(), secondary])
+    )
+
+    assert attached.network_status[1]["ips"] == ["198.18.51.77"]
+    on_node(lambda: node.attacher.delete(cid))
+    assert node.reservations() == []
+
+
+def test_a_requested_ip_the_delegate_ignored_fails_the_add_and_leaves_nothing(
+    node: Node, pod: str
+) -> None:
+    cid = unique("ctr-")
+    secondary = with_ips_capability(node.secondary(1), declared=False)
+
+    with pytest.raises(CNIError, match="requested IPs not assigned") as caught:
+        on_node(
+            lambda: node.attacher.add(
+                POD, cid, str(lab.netns_path(pod)), [node.primary(), secondary]
+            )
+        )
+
+    assert caught.value.code == 7
+    assert pod_links(pod) == set()
+    assert node.reservations() == []
+    assert node.records.load(cid) is None

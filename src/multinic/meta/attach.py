@@ -23,6 +23,7 @@ from multinic.cni.errors import CNIError, InvalidConfigError
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.cni.types import Result
 from multinic.meta.records import PodAttachment, PodRecord, PodRef, RecordStore
+from multinic.meta.routing import steer_default_routes, verify_requested_ips
 from multinic.meta.status import status_entry
 
 T = TypeVar("T")
@@ -58,6 +59,9 @@ class Attacher:
             self.records.save(record)  # before anything attaches: DEL can always finish
             undo.callback(self.records.remove, container_id)
             results = self._add_all(record, networks, undo)
+            for attachment, result in zip(delegates, results, strict=True):
+                verify_requested_ips(attachment, result)
+            steer_default_routes(netns, delegates)
             undo.pop_all()
         statuses = [status_entry(d, r) for d, r in zip(delegates, results, strict=True)]
         return Attached(results[0], statuses)

@@ -53,6 +53,8 @@ class PodAttachment(NamedTuple):
     cni_args: CniArgs = ()
     capability_args: Mapping[str, Any] = _NOTHING
     default: bool = False
+    #: The gateways of the pod's ``default-route`` request for this attachment.
+    gateways: tuple[str, ...] = ()
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class PodAttachment(NamedTuple):
             "cniArgs": [list(pair) for pair in self.cni_args],
             "capabilityArgs": dict(self.capability_args),
             "default": self.default,
+            "gateways": list(self.gateways),
         }
 
     @classmethod
@@ -73,6 +76,7 @@ class PodAttachment(NamedTuple):
             cni_args=tuple((str(k), str(v)) for k, v in obj.get("cniArgs", [])),
             capability_args=dict(obj.get("capabilityArgs") or {}),
             default=bool(obj.get("default", False)),
+            gateways=tuple(str(g) for g in obj.get("gateways", [])),
         )
 
 

@@ -48,6 +48,7 @@ class PlannedSelector:
                 cni_args=a.cni_args,
                 capability_args=a.capability_args,
                 default=a.default_route,
+                gateways=a.gateways,
             )
             for a in plan.attachments
         ]
