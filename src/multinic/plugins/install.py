@@ -29,12 +29,17 @@ import sys
 
 from multinic.plugins.registry import PLUGINS
 
-#: Every executable a node's CNI bin dir gets: the plugins, and the shim that
-#: forwards a runtime's calls to the node daemon (not a plugin object: it runs
-#: nothing in-process, so it is not in the registry).
-EXECUTABLES = {**PLUGINS, "multinic-shim": "multinic.shim"}
+#: Every executable a node's CNI bin dir gets: the plugins, the shim that
+#: forwards a runtime's calls to the node daemon, and the meta plugin's thin
+#: mode. Neither of the last two is in the registry: the daemon never runs
+#: them in-process (the shim only forwards; the meta plugin is the daemon).
+EXECUTABLES = {**PLUGINS, "multinic-shim": "multinic.shim", "multinic-meta": "multinic.meta.thin"}
 
-_TEMPLATE = """#!{python} -IS
+#: The thin meta plugin needs libraries beyond the standard one (PyYAML, the
+#: Kubernetes client), so it keeps ``site``; every other executable skips it.
+_WITH_SITE = frozenset({"multinic-meta"})
+
+_TEMPLATE = """#!{python} {flags}
 # multinic CNI executable {plugin_type!r}, written by `multinic install-plugins`.
 # One short request, then os._exit: collecting would cost every start about 1 ms.
 import gc
@@ -71,6 +76,7 @@ def executable_text(plugin_type: str, python: str | None = None) -> str:
     """The script that runs plugin ``plugin_type``."""
     return _TEMPLATE.format(
         python=python or sys.executable,
+        flags="-I" if plugin_type in _WITH_SITE else "-IS",
         plugin_type=plugin_type,
         package_root=package_root(),
         module=EXECUTABLES[plugin_type],
