@@ -318,3 +318,27 @@ def test_a_requested_ip_the_delegate_ignored_fails_the_add_and_leaves_nothing(
     assert pod_links(pod) == set()
     assert node.reservations() == []
     assert node.records.load(cid) is None
+
+
+def test_gc_detaches_containers_no_longer_valid_and_gcs_the_delegates(
+    node: Node, pod: str, pod2: str
+) -> None:
+    kept, stale = unique("ctr-"), unique("ctr-")
+    for cid, netns in ((kept, pod), (stale, pod2)):
+        on_node(
+            lambda c=cid, n=netns: node.attacher.add(
+                POD, c, str(lab.netns_path(n)), [node.primary(), node.secondary(1)]
+            )
+        )
+    # A reservation no record explains (an ADD cut off before its record was written).
+    ghost = node.root / "ipam" / "cluster" / "198.18.50.200"
+    ghost.write_bytes(b"ghost-container\r\neth0")
+
+    on_node(lambda: node.attacher.collect_garbage(keep=frozenset({kept})))
+
+    assert pod_links(pod) == {"eth0", "net1"}
+    assert pod_links(pod2) == set()
+    assert node.records.load(stale) is None and node.records.load(kept) is not None
+    assert not ghost.exists()  # the delegate's IPAM got the valid list and released it
+    assert len(node.reservations()) == 2  # the kept pod's two addresses
+    on_node(lambda: node.attacher.delete(kept))

@@ -18,7 +18,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
-from multinic.cni.config import NetworkConfigList, parse_network_config, parse_network_config_list
+from multinic.cni.config import (
+    Attachment,
+    NetworkConfigList,
+    parse_network_config,
+    parse_network_config_list,
+)
 from multinic.cni.errors import CNIError, InvalidConfigError
 from multinic.cni.runtime import Runtime, RuntimeConf
 from multinic.cni.types import Result
@@ -122,17 +127,60 @@ class Attacher:
         return None
 
     def collect_garbage(self, keep: frozenset[str]) -> None:
-        """DEL every recorded container not in ``keep``; all are tried, failures reported."""
-        failures = []
+        """DEL every recorded container not in ``keep``, then GC each delegate network.
+
+        The delegates' GC gets the attachments still recorded on its network as
+        the valid ones, so their IPAM releases what no record explains (an ADD
+        cut off between its reservation and its record, say). All are tried;
+        failures are reported together.
+        """
+        failures: list[str] = []
+        networks = self._recorded_networks()
         for container_id in list(self.records.container_ids()):
-            if container_id in keep:
-                continue
-            try:
-                self.delete(container_id)
-            except CNIError as err:
-                failures.append(f"{container_id}: {err}")
+            if container_id not in keep:
+                failures.extend(self._try(f"DEL {container_id}", self.delete, container_id))
+        valid = self._valid_attachments()
+        for name, attachment in sorted(networks.items()):
+            net = _parse(attachment)
+            failures.extend(self._try(f"GC {name}", self.runtime.gc, net, valid.get(net.name, [])))
         if failures:
-            raise CNIError("GC could not detach every stale container", "; ".join(failures))
+            raise CNIError("GC incomplete", "; ".join(failures))
+
+    def _recorded_networks(self) -> dict[str, PodAttachment]:
+        """Every delegate network some record names, with one attachment of it."""
+        networks: dict[str, PodAttachment] = {}
+        for record in self._records():
+            for attachment in record.delegates:
+                networks.setdefault(attachment.name, attachment)
+        return networks
+
+    def _valid_attachments(self) -> dict[str, list[Attachment]]:
+        """Per delegate network (by its config's name), the attachments still recorded."""
+        valid: dict[str, list[Attachment]] = {}
+        for record in self._records():
+            for attachment in record.delegates:
+                name = _parse(attachment).name
+                valid.setdefault(name, []).append(
+                    Attachment(record.container_id, attachment.ifname)
+                )
+        return valid
+
+    def _records(self) -> list[PodRecord]:
+        """The readable records; a corrupt one is reported by the DEL that reads it."""
+        found = []
+        for container_id in list(self.records.container_ids()):
+            with contextlib.suppress(CNIError):
+                if (record := self.records.load(container_id)) is not None:
+                    found.append(record)
+        return found
+
+    @staticmethod
+    def _try(what: str, work: Callable[..., object], *args: object) -> list[str]:
+        try:
+            work(*args)
+        except CNIError as err:
+            return [f"{what}: {err}"]
+        return []
 
     def check(self, container_id: str) -> None:
         """CHECK every recorded delegate; the first drift found is the error."""
