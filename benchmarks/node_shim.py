@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.plugin_bridge import cycle_seconds  # noqa: E402
 from tests.support import third_party  # noqa: E402
 from tests.support.conflists import bridge_plugin, host_local  # noqa: E402
 from tests.support.etcd_cluster import free_port  # noqa: E402
@@ -63,28 +64,6 @@ class OnePrimary:
 
     def status(self) -> None:
         return None
-
-
-def execute(plugin: Path, command: str, netns: str, conf: bytes, bin_dir: Path) -> bytes:
-    env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "bench-pod",
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": f"{bin_dir}:{REFERENCE}",
-    }
-    done = subprocess.run([str(plugin)], input=conf, env=env, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{plugin.name} {command} failed: {done.stdout!r} {done.stderr!r}")
-    return done.stdout
-
-
-def cycle_seconds(plugin: Path, netns: str, conf: bytes, bin_dir: Path) -> float:
-    start = time.perf_counter()
-    added = execute(plugin, "ADD", netns, conf, bin_dir)
-    del_conf = json.dumps({**json.loads(conf), "prevResult": json.loads(added)}).encode()
-    execute(plugin, "DEL", netns, del_conf, bin_dir)
-    return time.perf_counter() - start
 
 
 def median_ms(command: list[str], env: dict[str, str], stdin: bytes, rounds: int) -> float:
