@@ -34,6 +34,7 @@ from multinic.plugins.install import install_plugins
 from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.etcd_cluster import free_port
 from tests.support.lower_plugins import CheckedNode, on_node
+from tests.support.shim import run_shim
 
 
 class FixedSelector:
@@ -93,29 +94,9 @@ class Node:
     def shim(
         self, command: str, pod: str, cid: str, **conf: Any
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run the installed shim as a runtime would: bare environment, config on stdin."""
-        env = {
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": cid,
-            "CNI_NETNS": str(lab.netns_path(pod)),
-            "CNI_IFNAME": "eth0",
-            "CNI_PATH": str(self.bin),
-            "CNI_ARGS": f"K8S_POD_NAMESPACE=cnf;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}",
-        }
-        stdin = {
-            "cniVersion": "1.1.0",
-            "name": "multinic",
-            "type": "multinic-shim",
-            "socketPath": str(self.settings.socket_path),
-            **conf,
-        }
-        return subprocess.run(
-            [str(self.bin / "multinic-shim")],
-            input=json.dumps(stdin).encode(),
-            env=env,
-            capture_output=True,
-            timeout=60,
-            check=False,
+        args = f"K8S_POD_NAMESPACE=cnf;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
+        return run_shim(
+            self.bin, self.settings.socket_path, command, lab.netns_path(pod), cid, args, **conf
         )
 
     def http(self, path: str) -> tuple[int, str]:

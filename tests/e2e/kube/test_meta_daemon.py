@@ -11,7 +11,6 @@ are checked in the pod's namespace, network-status is read back from the API.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.netns.conftest import REFERENCE_PLUGIN_DIR, unique
 from tests.support.etcd_cluster import free_port
 from tests.support.kube import KubeCluster
 from tests.support.lower_plugins import CheckedNode, checked_node, on_node
+from tests.support.shim import run_shim
 
 STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 
@@ -128,29 +128,12 @@ class MetaNode:
     def shim(
         self, command: str, netns: str, cid: str, namespace: str, name: str, uid: str
     ) -> tuple[int, Any]:
-        env = {
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": cid,
-            "CNI_NETNS": str(lab.netns_path(netns)),
-            "CNI_IFNAME": "eth0",
-            "CNI_PATH": str(self.bin),
-            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};"
-            f"K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID={uid}",
-        }
-        stdin = {
-            "cniVersion": "1.1.0",
-            "name": "multinic",
-            "type": "multinic-shim",
-            "socketPath": str(self.root / "run" / "cni.sock"),
-        }
-        done = subprocess.run(
-            [str(self.bin / "multinic-shim")],
-            input=json.dumps(stdin).encode(),
-            env=env,
-            capture_output=True,
-            timeout=120,
-            check=False,
+        args = (
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};"
+            f"K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID={uid}"
         )
+        socket_path = self.root / "run" / "cni.sock"
+        done = run_shim(self.bin, socket_path, command, lab.netns_path(netns), cid, args)
         return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
 
     def reservations(self) -> list[str]:
