@@ -216,7 +216,8 @@ def start_daemon(lab: LabLayout, node: NodeLayout, paths: LabPaths, state: LabSt
     """``multinic node`` inside the node's namespace; its pid (recorded)."""
     config = paths.config(node.name)
     config.write_text(yaml.safe_dump(node_config(lab, node, paths)))
-    (paths.node(node.name) / "runtime-net.d" / CONFLIST).unlink(missing_ok=True)
+    # A restarted daemon finds its conflist still there (docs/node.md): shims meanwhile
+    # keep trying to connect until it answers.
     command = ["ip", "netns", "exec", node.netns, multinic_executable(), "node", "--config"]
     with paths.log(node.name).open("ab") as log:
         process = subprocess.Popen(

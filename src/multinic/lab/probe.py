@@ -40,7 +40,7 @@ def echo_request(ident: int, seq: int) -> bytes:
 
 
 def ping_many(
-    netns_path: str, targets: Sequence[str], *, attempts: int = 4, wait: float = 0.4
+    netns_path: str, targets: Sequence[str], *, attempts: int = 6, wait: float = 0.4
 ) -> list[bool]:
     """For each IPv4 target, whether it answered an echo from the namespace at ``netns_path``."""
     answered = [False] * len(targets)

@@ -30,6 +30,8 @@ from multinic.lab.topology import STATE_ROOT, LabLayout, LabSpecError, NodeLayou
 from multinic.plan.errors import PlanError
 from multinic.plan.result import ClusterPlan, Plan
 
+__all__ = ["LabError", "LabSpec", "check", "down", "status", "up"]
+
 DEFAULT_FABRIC = Path(__file__).resolve().parents[3] / "examples" / "fabric.yaml"
 Progress = Callable[[str], None]
 
@@ -314,7 +316,8 @@ def check(name: str, progress: Callable[[int], None] | None = None) -> list[Prob
     todo = probes(layout, paths)
     by_source: dict[str, list[Probe]] = {}
     for probe in todo:
-        if probe.address:
+        # A pod whose namespace is gone (its node removed) cannot ping: its probes stay failed.
+        if probe.address and nsutil.netns_path(layout.pod_netns(probe.source)).exists():
             by_source.setdefault(probe.source, []).append(probe)
 
     def run(source: str) -> None:

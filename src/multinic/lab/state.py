@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ class LabState:
     def __init__(self, root: Path, data: dict[str, Any]) -> None:
         self.root = root
         self.data = data
+        self._lock = threading.Lock()  # pods are added from many threads
 
     @property
     def path(self) -> Path:
@@ -42,12 +44,14 @@ class LabState:
         return cls(root, data)
 
     def save(self) -> None:
-        partial = self.path.with_name(f".state.{os.getpid()}")
-        partial.write_text(json.dumps(self.data, indent=2))
-        partial.replace(self.path)
+        with self._lock:
+            partial = self.path.with_name(f".state.{os.getpid()}")
+            partial.write_text(json.dumps(self.data, indent=2))
+            partial.replace(self.path)
 
     def add_namespace(self, name: str) -> None:
-        self.data["namespaces"].append(name)
+        with self._lock:
+            self.data["namespaces"].append(name)
         self.save()
 
     def set_daemon(self, node: str, pid: int | None) -> None:

@@ -35,9 +35,14 @@ class PodNetAgent:
         cls, config: PodNetConfig, conf_dir: Path, netns: str | None = None
     ) -> PodNetAgent:
         if config.store is not None:
-            store = open_store(parse_store({"store": dict(config.store)}, "podnet"))
-            registry = StoreRegistry(store, config.cluster, config.pod_block, config.node_prefix)
-            return cls(PodNetwork(config, registry, registry, netns), conf_dir, store)
+            store_config = parse_store({"store": dict(config.store)}, "podnet")
+            registry = StoreRegistry(
+                lambda: open_store(store_config),
+                config.cluster,
+                config.pod_block,
+                config.node_prefix,
+            )
+            return cls(PodNetwork(config, registry, registry, netns), conf_dir)
         from multinic.kube.api import ApiSource
 
         nodes = KubeNodeList(ApiSource.connect(config.kubeconfig))

@@ -14,9 +14,10 @@ controller-manager's node IPAM allocates them, as Antrea's default does).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from multinic.cni.errors import InvalidConfigError, TryAgainLaterError
@@ -74,9 +75,16 @@ class StoreRegistry:
     """The node list in the cluster store; joining allocates the node's pod CIDRs."""
 
     def __init__(
-        self, store: Store, cluster: str, pod_block: Sequence[IPNetwork], node_prefix: int
+        self,
+        open_store: Callable[[], Store],
+        cluster: str,
+        pod_block: Sequence[IPNetwork],
+        node_prefix: int,
     ) -> None:
-        self.store = store
+        # A connection per operation, not one for the daemon's life: a long-lived SQLite
+        # connection in the lab's daemons was seen to keep reading an old node list after
+        # another process's DEL traffic (cause not found yet; see docs/podnet.md).
+        self.open_store = open_store
         self.key = nodes_key(cluster)
         self.pod_block = tuple(pod_block)
         self.node_prefix = node_prefix
@@ -85,38 +93,52 @@ class StoreRegistry:
         # IPv6: a /64 per node whatever the IPv4 size (SLAAC and the seed's plan both use /64).
         return self.node_prefix if block.version == 4 else max(block.prefixlen, 64)
 
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[Store]:
+        store = self.open_store()
+        try:
+            yield store
+        finally:
+            store.close()
+
     def nodes(self) -> list[NodeEntry]:
-        item = self.store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
+        with self._store() as store:
+            item = store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
         return [_entry(name, doc) for name, doc in sorted(_decode(item.value).items())]
 
     def join(self, name: str, address: IPAddress) -> NodeEntry:
         """Register ``name`` at ``address``; it keeps the CIDRs it had (a restart, a reboot)."""
 
         def attempt() -> NodeEntry:
-            item = self.store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
-            doc = _decode(item.value)
-            mine = doc.get(name)
-            cidrs = (
-                [str(c) for c in _entry(name, mine).pod_cidrs]
-                if mine is not None
-                else [str(self._allocate(block, name, doc)) for block in self.pod_block]
-            )
-            doc[name] = {"address": str(address), "podCIDRs": cidrs}
-            self._commit(item.revision, doc)
-            return _entry(name, doc[name])
+            with self._store() as store:
+                return self._join(store, name, address)
 
         return retry_cas(attempt, deadline_after(DEADLINE), what=f"podnet: join node {name}")
+
+    def _join(self, store: Store, name: str, address: IPAddress) -> NodeEntry:
+        item = store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
+        doc = _decode(item.value)
+        mine = doc.get(name)
+        cidrs = (
+            [str(c) for c in _entry(name, mine).pod_cidrs]
+            if mine is not None
+            else [str(self._allocate(block, name, doc)) for block in self.pod_block]
+        )
+        doc[name] = {"address": str(address), "podCIDRs": cidrs}
+        self._commit(store, item.revision, doc)
+        return _entry(name, doc[name])
 
     def leave(self, name: str) -> bool:
         """Remove ``name`` (its CIDRs become free); False when it was not registered."""
 
         def attempt() -> bool:
-            item = self.store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
-            doc = _decode(item.value)
-            if doc.pop(name, None) is None:
-                return False
-            self._commit(item.revision, doc)
-            return True
+            with self._store() as store:
+                item = store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
+                doc = _decode(item.value)
+                if doc.pop(name, None) is None:
+                    return False
+                self._commit(store, item.revision, doc)
+                return True
 
         return retry_cas(attempt, deadline_after(DEADLINE), what=f"podnet: remove node {name}")
 
@@ -131,9 +153,9 @@ class StoreRegistry:
         allocator = PrefixAllocator.from_network(block, length, held=held)
         return allocator.allocate(name).prefix
 
-    def _commit(self, revision: int, doc: Mapping[str, Any]) -> None:
+    def _commit(self, store: Store, revision: int, doc: Mapping[str, Any]) -> None:
         data = json.dumps(doc, sort_keys=True).encode()
-        if not self.store.commit(
+        if not store.commit(
             {self.key: revision}, {self.key: data}, deadline=deadline_after(DEADLINE)
         ):
             raise Conflict
