@@ -1,5 +1,5 @@
 # multinic — the two promises of the README:
-#   make demo   the main job, on embedded defaults
+#   make demo   the main job: the lab (3 nodes x 4 pods, primary + 2 secondaries, SQLite), then down
 #   make test   install everything the tests need, then lint, type-check and test
 # Both run as root on a fresh Debian machine.
 
@@ -7,10 +7,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install system-deps third-party anchors anchors-smoke lint typecheck pytest bench clean
+.PHONY: demo test install demo-deps system-deps third-party anchors anchors-smoke lint typecheck pytest bench clean
 
-demo: system-deps install
-	$(BIN)/multinic demo
+demo: demo-deps install
+	$(BIN)/multinic lab up --name mndemo --nodes 3 --pods 4 --secondaries 2 --picture lab.html --down-after
 
 test: system-deps third-party install lint typecheck pytest
 
@@ -22,8 +22,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Only what the lab needs (iproute2, nftables, a Python venv).
+demo-deps:
+	scripts/install-system-deps demo
+
 system-deps:
-	scripts/install-system-deps
+	scripts/install-system-deps test
 
 # kube-apiserver, etcd, the reference plugins, libcni, ... from their Go modules
 # (third_party/programs), into /var/cache/multinic/third-party; cached builds are reused.

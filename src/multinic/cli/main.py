@@ -11,6 +11,7 @@ import click
 from multinic import __version__
 from multinic.cli.cni_commands import cni
 from multinic.cli.ipam_command import ipam
+from multinic.cli.lab_command import lab
 from multinic.cli.node_command import node
 from multinic.cli.plan_command import plan  # imports only click; the planner loads on use
 
@@ -25,15 +26,7 @@ cli.add_command(cni)
 cli.add_command(ipam)
 cli.add_command(plan)
 cli.add_command(node)
-
-
-@cli.command()
-def demo() -> None:
-    """ADD, CHECK and DEL a pod namespace through multinic's CNI runtime."""
-    # rich is imported only here, so `multinic cni ...` starts without it.
-    from multinic.cli.demo_command import run_demo
-
-    run_demo()
+cli.add_command(lab)
 
 
 @cli.command("install-plugins")

@@ -28,8 +28,14 @@ def node(config_path: Path) -> None:
     from multinic.node.daemon import NodeDaemon
     from multinic.plugins.inprocess import InProcessExecutor
 
+    agent = None
     try:
         config = load_node_config(config_path)
+        if config.podnet is not None:
+            from multinic.podnet.agent import PodNetAgent
+
+            agent = PodNetAgent.from_config(config.podnet, config.meta.conf_dir)
+            agent.start()  # the cluster network's conflist exists before the daemon announces
         source = open_source(config.meta)
         plugin = build_meta_plugin(
             config.meta, source, config.state_dir, config.bin_dirs, InProcessExecutor()
@@ -38,6 +44,8 @@ def node(config_path: Path) -> None:
         daemon.start()
     except (CNIError, OSError) as exc:
         click.echo(f"multinic node: {exc}", err=True)
+        if agent is not None:
+            agent.stop()
         sys.exit(1)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -49,4 +57,6 @@ def node(config_path: Path) -> None:
     )
     stop.wait()
     daemon.stop()
+    if agent is not None:
+        agent.stop()  # the node's network stays: pods keep working while the daemon is away
     click.echo("multinic node: stopped", err=True)

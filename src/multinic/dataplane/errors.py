@@ -107,3 +107,7 @@ class SysctlError(DataplaneError):
 
 class AnnounceError(DataplaneError):
     """A gratuitous ARP or unsolicited neighbour advertisement could not be sent."""
+
+
+class NeighbourNotFoundError(DataplaneError):
+    """No such neighbour (ARP/NDP) or FDB entry."""

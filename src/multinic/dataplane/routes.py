@@ -33,6 +33,8 @@ RTAX_MTU = 2
 RTAX_ADVMSS = 8
 
 RTN_UNICAST = 1
+#: rtm_flags: the gateway is on the link even without an address in its subnet.
+RTNH_F_ONLINK = 4
 RTPROT_BOOT = 3
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE = 0
@@ -81,6 +83,8 @@ def _encode(
     mtu: int | None,
     advmss: int | None,
     deleting: bool = False,
+    protocol: int | None = None,
+    onlink: bool = False,
 ) -> bytes:
     table = RT_TABLE_MAIN if table is None else table
     if scope is None:
@@ -94,10 +98,10 @@ def _encode(
         0,
         0,
         table if table < 256 else 0,
-        0 if deleting else RTPROT_BOOT,
+        0 if deleting else RTPROT_BOOT if protocol is None else protocol,
         scope,
         RTN_UNICAST,
-        0,
+        RTNH_F_ONLINK if onlink else 0,
     )
     attrs = [nl.attr_u32(RTA_TABLE, table)]
     if dst.prefixlen:
@@ -151,11 +155,16 @@ def add_route(
     src: IPAddress | None = None,
     mtu: int | None = None,
     advmss: int | None = None,
+    protocol: int | None = None,
+    onlink: bool = False,
 ) -> None:
-    """Add a route (table main unless ``table``); an equal one -> RouteExistsError."""
+    """Add a route (table main unless ``table``); an equal one -> RouteExistsError.
+
+    ``protocol`` marks who owns it (``proto`` in ``ip route``; default boot),
+    ``onlink`` makes the gateway reachable on ``oif`` without a connected subnet."""
     payload = _encode(
         ns, dst, gateway=gateway, oif=oif, table=table, priority=priority,
-        scope=scope, src=src, mtu=mtu, advmss=advmss,
+        scope=scope, src=src, mtu=mtu, advmss=advmss, protocol=protocol, onlink=onlink,
     )  # fmt: skip
     flags = nl.NLM_F_CREATE | nl.NLM_F_EXCL
     _send(ns, RTM_NEWROUTE, flags, payload, f"cannot add route to {dst}", oif)
@@ -173,11 +182,13 @@ def replace_route(
     src: IPAddress | None = None,
     mtu: int | None = None,
     advmss: int | None = None,
+    protocol: int | None = None,
+    onlink: bool = False,
 ) -> None:
     """Add the route, or replace the one with the same dst/table/priority."""
     payload = _encode(
         ns, dst, gateway=gateway, oif=oif, table=table, priority=priority,
-        scope=scope, src=src, mtu=mtu, advmss=advmss,
+        scope=scope, src=src, mtu=mtu, advmss=advmss, protocol=protocol, onlink=onlink,
     )  # fmt: skip
     flags = nl.NLM_F_CREATE | nl.NLM_F_REPLACE
     _send(ns, RTM_NEWROUTE, flags, payload, f"cannot replace route to {dst}", oif)

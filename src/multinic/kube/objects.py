@@ -43,6 +43,16 @@ class Pod(NamedTuple):
     annotations: Mapping[str, str]
 
 
+class NodeInfo(NamedTuple):
+    """The parts of a Node object the primary network reads."""
+
+    name: str
+    #: InternalIP addresses first, then the others, as the Node's status lists them.
+    addresses: tuple[str, ...]
+    #: ``spec.podCIDRs`` (kube-controller-manager's node IPAM): IPv4 first when dual-stack.
+    pod_cidrs: tuple[str, ...]
+
+
 class KubeSource(Protocol):
     """Where pods and NetworkAttachmentDefinitions come from, and the status goes to."""
 

@@ -19,6 +19,7 @@ from multinic.cni.errors import InvalidConfigError
 from multinic.meta.config import MetaConfig, parse_meta_config
 from multinic.meta.records import DEFAULT_STATE_DIR
 from multinic.node.daemon import DaemonSettings
+from multinic.podnet.config import PodNetConfig, parse_podnet_config
 
 META_FIELDS = frozenset(
     {
@@ -44,6 +45,7 @@ DAEMON_FIELDS = frozenset(
         "workers",
         "stateDir",
         "binDir",
+        "podnet",
     }
 )
 DEFAULT_BIN_DIR = Path("/opt/cni/bin")
@@ -54,6 +56,8 @@ class NodeConfig(NamedTuple):
     daemon: DaemonSettings
     state_dir: Path
     bin_dirs: tuple[Path, ...]
+    #: The primary network this daemon runs (docs/podnet.md); None: another CNI's.
+    podnet: PodNetConfig | None = None
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -91,6 +95,7 @@ def parse_node_config(obj: Mapping[str, Any]) -> NodeConfig:
         daemon,
         _path(obj, "stateDir") or DEFAULT_STATE_DIR,
         tuple(_absolute(d, "binDir") for d in dirs),
+        None if obj.get("podnet") is None else parse_podnet_config(obj["podnet"]),
     )
 
 

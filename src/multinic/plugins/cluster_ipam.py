@@ -187,6 +187,11 @@ def _node_name(raw: Mapping[str, Any], where: str) -> str:
     return node
 
 
+def parse_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
+    """The ``store`` section of ``raw`` (or Whereabouts' fields), as multinic-ipam reads it."""
+    return _store(raw, where)
+
+
 def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
     section = raw.get("store")
     if section is None:

@@ -1,0 +1,240 @@
+"""``multinic lab up|status|check|down``: the whole design as a cluster of namespaces."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+NAME_HELP = "The lab's name: it prefixes every namespace the lab makes."
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"multinic lab: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def lab() -> None:
+    """A small cluster on this machine: nodes, pods and networks as namespaces."""
+
+
+@lab.command()
+@click.option("--name", default="mnlab", show_default=True, help=NAME_HELP)
+@click.option(
+    "--fabric",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fabric file for the address plan (default: examples/fabric.yaml).",
+)
+@click.option(
+    "--cluster",
+    help="Which cluster of the plan (default: the first with enough secondary networks).",
+)
+@click.option("--nodes", default=3, show_default=True, type=int)
+@click.option("--pods", default=4, show_default=True, type=int, help="Pods per node.")
+@click.option(
+    "--secondaries",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Secondary networks per pod (the cluster's first ones).",
+)
+@click.option(
+    "--overlay",
+    type=click.Choice(["host-gw", "vxlan"]),
+    default="host-gw",
+    show_default=True,
+    help="host-gw: nodes share the management segment; vxlan: "
+    "each node on its own routed segment, so pods cross nodes through VXLAN.",
+)
+@click.option(
+    "--check/--no-check",
+    "then_check",
+    default=True,
+    show_default=True,
+    help="Run the connectivity matrix once it is up.",
+)
+@click.option(
+    "--picture",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the lab's picture here (.svg or .html).",
+)
+@click.option("--down-after", is_flag=True, help="Remove the lab at the end, whatever happened.")
+def up(
+    name: str,
+    fabric: Path | None,
+    cluster: str | None,
+    nodes: int,
+    pods: int,
+    secondaries: int,
+    overlay: str,
+    then_check: bool,
+    picture: Path | None,
+    down_after: bool,
+) -> None:
+    """Build the lab (and check it); `multinic lab down` removes it."""  # fmt: skip
+    from rich.console import Console
+
+    from multinic.lab import run
+
+    console = Console(stderr=True)
+    spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
+                       overlay=overlay, cluster=cluster)  # fmt: skip
+    if fabric is not None:
+        spec.fabric = fabric
+    try:
+        with console.status("building the lab") as shown:
+            report = run.up(spec, progress=lambda m: shown.update(f"lab {name}: {m}"))
+    except run.LabError as exc:
+        _fail(str(exc))
+    lay = report.layout
+    console.print(
+        f"lab [bold]{name}[/]: {len(lay.nodes)} nodes x {pods} pods, cluster {lay.cluster} "
+        f"of {lay.fabric}, pod block {', '.join(lay.pod_block)}, {lay.underlay} underlay; "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
+    )
+    ok = True
+    try:
+        if picture is not None:
+            _picture(name, picture)
+        ok = not then_check or _check(name, console)
+    finally:
+        if down_after:
+            began = time.monotonic()
+            for problem in run.down(name):
+                click.echo(f"multinic lab: while removing: {problem}", err=True)
+            console.print(f"lab {name} removed in {time.monotonic() - began:.2f} s")
+    if not ok:
+        sys.exit(1)
+
+
+def _picture(name: str, path: Path) -> None:
+    from multinic.lab import run
+    from multinic.lab.picture import render_html, render_svg
+
+    status = run.status(name)
+    path.write_text(render_html(status) if path.suffix == ".html" else render_svg(status))
+    click.echo(f"picture: {path}", err=True)
+
+
+def _check(name: str, console: Any) -> bool:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from multinic.lab import run
+
+    began = time.monotonic()
+    _, layout, paths = run.require(name)
+    total = len(run.probes(layout, paths))
+    columns = (TextColumn("pinging"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("ping", total=total)
+        results = run.check(name, progress=lambda n: bar.advance(task, n))
+    table = Table(
+        title=f"lab {name}: every pod to every other pod ({time.monotonic() - began:.1f} s)"
+    )
+    for column in ("network", "same node", "across nodes", "how across"):
+        table.add_column(column)
+    how = {"l2": "host-gw routes", "routed": "VXLAN overlay"}[layout.underlay]
+    for network in dict.fromkeys(p.network for p in results):
+        mine = [p for p in results if p.network == network]
+        same = [p for p in mine if p.source_node == p.target_node]
+        cross = [p for p in mine if p.source_node != p.target_node]
+        across = how if network == "primary" else "L2 segment (macvlan)"
+        table.add_row(network, _count(same), _count(cross), across)
+    console.print(table)
+    failed = [p for p in results if not p.ok]
+    for p in failed[:20]:
+        console.print(
+            f"[red]no answer[/]: {p.source} -> {p.target} on {p.network} "
+            f"({p.address or 'no address'})"
+        )
+    return not failed
+
+
+def _count(probes: list[Any]) -> str:
+    ok = sum(p.ok for p in probes)
+    colour = "green" if ok == len(probes) else "red"
+    return f"[{colour}]{ok}/{len(probes)}[/]"
+
+
+@lab.command()
+@click.argument("name", default="mnlab")
+def check(name: str) -> None:
+    """Run the connectivity matrix of a running lab again."""
+    from rich.console import Console
+
+    from multinic.lab import run
+
+    try:
+        ok = _check(name, Console())
+    except run.LabError as exc:
+        _fail(str(exc))
+    sys.exit(0 if ok else 1)
+
+
+@lab.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
+@click.option(
+    "--picture",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the lab's picture here (.svg or .html).",
+)
+def status(name: str | None, as_json: bool, picture: Path | None) -> None:
+    """Nodes, daemons, pod CIDRs, pods and their addresses (every lab when no name)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from multinic.lab import run
+    from multinic.lab.state import lab_names
+
+    names = [name] if name else lab_names()
+    try:
+        found = [run.status(n) for n in names]
+    except run.LabError as exc:
+        _fail(str(exc))
+    if picture is not None and names:
+        _picture(names[0], picture)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    console = Console()
+    if not found:
+        console.print("no labs on this machine")
+    for doc in found:
+        lab_doc = doc["lab"]
+        networks = ["primary", *(s["name"] for s in lab_doc["secondaries"])]
+        table = Table(title=f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)")
+        for column in ("node", "address", "pod CIDRs", "daemon", "pod", *networks):
+            table.add_column(column)
+        for node in lab_doc["nodes"]:
+            daemon = f"pid {node['daemon']}" if node["daemon"] else "[red]down[/]"
+            first = True
+            for pod, addrs in (node["pods"] or {"-": {}}).items():
+                head = (node["name"], node["address"], ", ".join(node["podCIDRs"]), daemon)
+                table.add_row(*(head if first else ("", "", "", "")), pod,
+                              *(addrs.get(n, "-") for n in networks))  # fmt: skip
+                first = False
+        console.print(table)
+
+
+@lab.command()
+@click.argument("name", default="mnlab")
+def down(name: str) -> None:
+    """Remove the lab: pods DELeted, daemons stopped, namespaces and files gone."""
+    from multinic.lab import run
+    from multinic.lab.state import LabState
+
+    if LabState.load(name) is None:
+        _fail(f"no lab named {name} on this machine")
+    began = time.monotonic()
+    problems = run.down(name)
+    for problem in problems:
+        click.echo(f"multinic lab: while removing: {problem}", err=True)
+    click.echo(f"lab {name} removed in {time.monotonic() - began:.2f} s", err=True)

@@ -1,0 +1,73 @@
+"""The primary network inside the node daemon: join at start, then reconcile on a timer.
+
+The node list is polled every ``resync`` seconds (the store has no watch
+API shared by SQLite and etcd; one small read a second per node is cheap);
+a failed round is logged and retried at the next, never fatal to the daemon.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+from multinic.cni.errors import CNIError
+from multinic.ipam.store import Store
+from multinic.plugins.cluster_ipam import open_store, parse_store
+from multinic.podnet.config import PodNetConfig
+from multinic.podnet.network import PodNetwork
+from multinic.podnet.registry import KubeNodeList, StoreRegistry
+
+
+class PodNetAgent:
+    """Joins, writes the cluster network's conflist, and keeps routes in step with the nodes."""
+
+    def __init__(self, network: PodNetwork, conf_dir: Path, store: Store | None = None) -> None:
+        self.network = network
+        self.conf_dir = conf_dir
+        self.store = store
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+
+    @classmethod
+    def from_config(
+        cls, config: PodNetConfig, conf_dir: Path, netns: str | None = None
+    ) -> PodNetAgent:
+        if config.store is not None:
+            store_config = parse_store({"store": dict(config.store)}, "podnet")
+            registry = StoreRegistry(
+                lambda: open_store(store_config),
+                config.cluster,
+                config.pod_block,
+                config.node_prefix,
+            )
+            return cls(PodNetwork(config, registry, registry, netns), conf_dir)
+        from multinic.kube.api import ApiSource
+
+        nodes = KubeNodeList(ApiSource.connect(config.kubeconfig))
+        return cls(PodNetwork(config, nodes, None, netns), conf_dir)
+
+    def start(self) -> None:
+        """Join and write the conflist now (errors raise), then reconcile in a thread."""
+        self.network.join()
+        self.network.reconcile()
+        self.network.write_conflist(self.conf_dir)
+        self._thread = threading.Thread(target=self._loop, name="podnet", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.network.config.resync):
+            try:
+                for change in self.network.reconcile():
+                    print(f"multinic node: podnet: {change}", file=sys.stderr, flush=True)
+            except (CNIError, OSError) as exc:
+                print(f"multinic node: podnet: reconcile failed: {exc}", file=sys.stderr)
+            self.rounds += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,215 @@
+"""The lab end to end: 3 nodes, host-gw and VXLAN, and the failure drills.
+
+Every lab here has its own name (so concurrent runs never meet) and is
+removed by ``run.down`` however the test ends; the last check of each test
+is that nothing of it is left: no namespace with its prefix, no state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from multinic.lab import cluster, run
+from multinic.lab import netns as nsutil
+from multinic.lab.topology import POD_NAMESPACE, STATE_ROOT, LabLayout, NodeLayout
+
+pytestmark = pytest.mark.e2e
+
+
+def _left(name: str) -> list[str]:
+    namespaces = [p.name for p in nsutil.NETNS_DIR.iterdir() if p.name.startswith(f"{name}-")]
+    return namespaces + ([str(STATE_ROOT / name)] if (STATE_ROOT / name).exists() else [])
+
+
+@pytest.fixture
+def lab_name() -> Iterator[str]:
+    name = f"t{secrets.token_hex(3)}"
+    try:
+        yield name
+    finally:
+        run.down(name)
+        assert _left(name) == []
+
+
+def _up(name: str, **spec: Any) -> LabLayout:
+    return run.up(run.LabSpec(name=name, **spec)).layout
+
+
+def _failed(name: str, only: Callable[[run.Probe], bool] = lambda p: True) -> list[run.Probe]:
+    return [p for p in run.check(name) if only(p) and not p.ok]
+
+
+def _routes(node: NodeLayout) -> list[dict[str, Any]]:
+    return [
+        r for r in nsutil.ip_json("route", "show", netns=node.netns) if r.get("protocol") == "77"
+    ]
+
+
+def _fdb(node: NodeLayout) -> list[dict[str, Any]]:
+    return nsutil.ip_json("-d", "link", "show", netns=node.netns) and [
+        e
+        for e in json.loads(
+            subprocess.run(
+                ["bridge", "-n", node.netns, "-j", "fdb", "show", "dev", "mnvx0"],
+                capture_output=True,
+                check=True,
+            ).stdout
+            or b"[]"
+        )
+        if e.get("dst")
+    ]
+
+
+def _eventually(what: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_host_gw_lab_every_pod_reaches_every_pod(lab_name: str) -> None:
+    layout = _up(lab_name, nodes=3, pods=2, secondaries=2, overlay="host-gw")
+
+    assert _failed(lab_name) == []
+    node = layout.nodes[0]
+    routes = _routes(node)
+    assert len(routes) == 2  # the two other nodes' /24s, straight to their addresses
+    assert {r["dev"] for r in routes} == {layout.management}
+    assert {r["gateway"] for r in routes} == {str(n.address.ip) for n in layout.nodes[1:]}
+    tables = subprocess.run(
+        ["ip", "netns", "exec", node.netns, "nft", "list", "table", "inet", "multinic_podnet"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"snat ip to {node.address.ip}" in tables
+    assert all(block in tables for block in layout.pod_block)
+
+    run.down(lab_name)
+    assert _left(lab_name) == []
+
+
+def test_vxlan_lab_and_a_node_that_leaves(lab_name: str) -> None:
+    layout = _up(lab_name, nodes=3, pods=2, secondaries=1, overlay="vxlan")
+
+    assert _failed(lab_name) == []
+    first, _, third = layout.nodes
+    routes = _routes(first)
+    assert {r["dev"] for r in routes} == {"mnvx0"} and len(routes) == 2
+    assert {e["dst"] for e in _fdb(first)} == {str(n.address.ip) for n in layout.nodes[1:]}
+    mtu = nsutil.ip_json("link", "show", "mnvx0", netns=first.netns)[0]["mtu"]
+    assert mtu == 1500 - 50
+
+    run.remove_node(lab_name, third.name)
+
+    gone = str(third.address.ip)
+    for node in layout.nodes[:2]:
+        assert _eventually(lambda n=node: gone not in {e["dst"] for e in _fdb(n)})
+        assert _eventually(lambda n=node: len(_routes(n)) == 1)
+        neighbours = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=node.netns)
+        assert len(neighbours) == 1
+    assert not nsutil.netns_path(third.netns).exists()
+    remaining = {p for n in layout.nodes[:2] for p in n.pods}
+    assert _failed(lab_name, lambda p: p.source in remaining and p.target in remaining) == []
+
+
+def test_a_rebooted_node_s_addresses_are_reclaimed_by_gc(lab_name: str) -> None:
+    layout = _up(lab_name, nodes=2, pods=2, secondaries=2)
+    state, _, paths = run.require(lab_name)
+    lost = layout.nodes[1]
+
+    cluster.stop_daemon(state.data["daemons"][lost.name], paths.config(lost.name), kill=True)
+    for pod in lost.pods:  # the node "reboots": its pods' namespaces are gone, no DEL ever came
+        nsutil.delete_netns(layout.pod_netns(pod))
+    held_before = run.held(lab_name)
+
+    released = run.gc_secondaries(lab_name)
+
+    lost_ids = {f"{lab_name}-{pod}" for pod in lost.pods}
+    for network, owners in released.items():
+        assert {o.split("/")[0] for o in owners} == lost_ids, network
+    for network, owners in run.held(lab_name).items():
+        assert {o.split("/")[0] for o in owners} == {
+            f"{lab_name}-{p}" for p in layout.nodes[0].pods
+        }
+        assert len(owners) == len(held_before[network]) - len(lost.pods)
+
+
+def _burst_pods(layout: LabLayout, node: NodeLayout, count: int) -> NodeLayout:
+    """``count`` more Pod objects on ``node`` (in their own file of the objects dir)."""
+    names = tuple(f"burst-{i}" for i in range(count))
+    paths = cluster.LabPaths(layout.root)
+    annotation = ",".join(s.name for s in layout.secondaries)
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod,
+                "namespace": POD_NAMESPACE,
+                "uid": f"uid-{layout.name}-{pod}",
+                "annotations": {"k8s.v1.cni.cncf.io/networks": annotation},
+            },
+            "spec": {"nodeName": node.name},
+        }
+        for pod in names
+    ]
+    (paths.objects / "burst.yaml").write_text(yaml.safe_dump_all(pods))
+    return dataclasses.replace(node, pods=names)
+
+
+def test_a_daemon_killed_during_a_burst(lab_name: str) -> None:
+    layout = _up(lab_name, nodes=2, pods=2, secondaries=1)
+    state, _, paths = run.require(lab_name)
+    node = layout.nodes[0]
+    burst = _burst_pods(layout, node, 8)
+    outcomes: list[str] = []
+
+    for pod in burst.pods:
+        state.add_namespace(layout.pod_netns(pod))
+        nsutil.create_netns(layout.pod_netns(pod))
+
+    def add_one(pod: str) -> None:
+        try:
+            cluster.shim(layout, node, pod, "ADD", paths)
+            outcomes.append("ok")
+        except cluster.LabError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=add_one, args=(p,)) for p in burst.pods]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.15)
+    cluster.stop_daemon(state.data["daemons"][node.name], paths.config(node.name), kill=True)
+    pid = cluster.start_daemon(layout, node, paths, state)
+    cluster.wait_daemon(node, paths, pid, 30)
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert len(outcomes) == len(burst.pods)
+    for failure in (o for o in outcomes if o != "ok"):
+        assert "code" in failure  # a clean CNI error, not a hang or a traceback
+    originals = {p for n in layout.nodes for p in n.pods}
+    assert _failed(lab_name, lambda p: p.source in originals and p.target in originals) == []
+
+    problems = cluster.delete_pods(layout, [(node, p) for p in burst.pods], paths)
+    assert problems == []
+    run.gc_secondaries(lab_name)
+    expected = {f"{lab_name}-{p}/net1" for p in originals}
+    assert {o for owners in run.held(lab_name).values() for o in owners} == expected
+    host_local = paths.node(node.name) / "podnet" / "host-local" / "cluster"
+    reserved = {p.name for p in host_local.iterdir() if p.name[0].isdigit()}
+    assert len(reserved) == len(node.pods)
+    links = {link["ifname"] for link in nsutil.ip_json("link", "show", netns=node.netns)}
+    veths = {n for n in links if n.startswith("veth")}
+    assert len(veths) == len(node.pods)
