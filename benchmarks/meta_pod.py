@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -451,6 +453,38 @@ class Ours(Contender):
             + [f"ours record {r}" for r in records]
         )
 
+    def latency(self) -> dict[str, tuple[float, int]]:
+        """The daemon's own ``multinic_cni_request_seconds`` (sum, count) by verb, from /metrics.
+
+        /metrics listens on the node namespace's loopback: fetched by a thread in it."""
+        match = re.search(rb"health and metrics on http://127\.0\.0\.1:(\d+)", self.output_bytes())
+        if match is None:
+            raise BenchError(f"multinic node named no metrics port: {self.log_tail()}")
+        port = int(match[1])
+
+        def fetch() -> bytes:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/metrics")
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+
+        with open_netns(str(self.netns_path)) as ns:
+            text = run_in_netns(ns, fetch).decode()
+        found: dict[str, list[float]] = {}
+        for line in text.splitlines():
+            hit = re.match(r'multinic_cni_request_seconds_(sum|count)\{verb="(\w+)"\} (\S+)', line)
+            if hit:
+                found.setdefault(hit[2], [0.0, 0.0])[hit[1] == "count"] = float(hit[3])
+        return {verb: (pair[0], int(pair[1])) for verb, pair in found.items()}
+
+    def output_bytes(self) -> bytes:
+        try:
+            return self.output_path.read_bytes()
+        except OSError:
+            return b""
+
     def log_tail(self) -> str:
         try:
             return self.output_path.read_text(errors="replace")[-4000:]
@@ -526,12 +560,17 @@ def cycles(
     expected: set[str],
     rounds: int,
     warmup: int,
+    counting: Callable[[], object] = lambda: None,
 ) -> dict[str, dict[str, list[float]]]:
-    """ADD then DEL per contender per round, alternating; samples of the counted rounds."""
+    """ADD then DEL per contender per round, alternating; samples of the counted rounds.
+
+    ``counting`` is called once the warm-up rounds are done."""
     samples: dict[str, dict[str, list[float]]] = {
         c.name: {"add": [], "del": [], "cycle": []} for c in contenders
     }
     for index in range(warmup + rounds):
+        if index == warmup:
+            counting()
         shift = index % len(contenders)
         for contender in [*contenders[shift:], *contenders[:shift]]:
             cid, pod = new_cid(), pods[contender.name]
@@ -570,6 +609,19 @@ def print_cycles(
         )
         row += "".join(f"{ratio(got['cycle'], samples[b]['cycle']):>14.2f}" for b in bases)
         print(row)
+
+
+def print_daemon_side(
+    before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]
+) -> None:
+    """Mean time inside ``multinic node`` per call (its /metrics) between two snapshots."""
+    cells = []
+    for verb in ("ADD", "DEL"):
+        total = after.get(verb, (0.0, 0))[0] - before.get(verb, (0.0, 0))[0]
+        count = after.get(verb, (0.0, 0))[1] - before.get(verb, (0.0, 0))[1]
+        if count:
+            cells.append(f"{verb} {total / count * 1000:.1f} ms")
+    print(f"  inside multinic node (its /metrics, mean of the counted rounds): {', '.join(cells)}")
     print()
 
 
@@ -744,10 +796,20 @@ def run(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> in
             f"{max(args.pods, 1)} pod namespaces", lambda: sandboxes.ensure(max(args.pods, 1))
         )
 
+        metrics: list[dict[str, tuple[float, int]]] = []
         p1_samples = timed(
             "P1",
-            lambda: cycles([floor, multus, ours], p1, paths[0], {"eth0"}, args.rounds, args.warmup),
+            lambda: cycles(
+                [floor, multus, ours],
+                p1,
+                paths[0],
+                {"eth0"},
+                args.rounds,
+                args.warmup,
+                lambda: metrics.append(ours.latency()),
+            ),
         )
+        metrics.append(ours.latency())
         p2_samples = timed(
             "P2",
             lambda: cycles(
@@ -757,8 +819,10 @@ def run(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> in
                 {"eth0", "net1", "net2", "net3"},
                 args.rounds,
                 args.warmup,
+                lambda: metrics.append(ours.latency()),
             ),
         )
+        metrics.append(ours.latency())
         before = {c.name: read_status(c.pid)["VmRSS"] for c in (ours, multus)}
         bursts: dict[str, list[Burst]] = {ours.name: [], multus.name: []}
         for index in range(args.bursts):
@@ -786,12 +850,14 @@ def run(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> in
         p1_samples,
         [multus.name, floor.name],
     )
+    print_daemon_side(metrics[0], metrics[1])
     print_cycles(
         f"P2: primary + 3 macvlan secondaries ADD+DEL, {args.rounds} rounds "
         f"(+{args.warmup} warm-up), medians",
         p2_samples,
         [multus.name],
     )
+    print_daemon_side(metrics[2], metrics[3])
     print_bursts(idle, before, bursts, args.pods, args.in_flight)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     errors = sum(len(b.errors) for got in bursts.values() for b in got)
