@@ -170,8 +170,22 @@ def ipam_left(data_dir: Path) -> list[str]:
     )
 
 
+def node_object(name: str) -> dict[str, Any]:
+    """A Node object for a node no kubelet runs.
+
+    Needed because the controller-manager's pod garbage collector deletes pods
+    bound to a node that does not exist (after ~40 s): without it, pods made
+    at the start were gone by the second P5 burst ("no pod", code 3, from ours;
+    "error waiting for pod" from Multus)."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+
+
 def pod_object(name: str, namespace: str, node: str, networks: str | None) -> dict[str, Any]:
-    """A Pod bound to ``node`` (no kubelet runs it), asking for ``networks`` if given."""
+    """A Pod bound to ``node`` (no kubelet runs it), asking for ``networks`` if given.
+
+    It tolerates every taint: the node never reports ready, so the node
+    lifecycle controller taints it unreachable, which would evict the pod
+    after the default 300 s toleration."""
     annotations = {anchors.NETWORKS_ANNOTATION: networks} if networks else {}
     return {
         "apiVersion": "v1",
@@ -180,6 +194,7 @@ def pod_object(name: str, namespace: str, node: str, networks: str | None) -> di
         "spec": {
             "nodeName": node,
             "automountServiceAccountToken": False,
+            "tolerations": [{"operator": "Exists"}],
             "containers": [{"name": "main", "image": "registry.invalid/bench:never"}],
         },
     }
@@ -774,7 +789,9 @@ def run(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> in
             ours.name: ",".join(f"ours-data{i}" for i in range(3)),
             multus.name: ",".join(f"multus-data{i}" for i in range(3)),
         }
-        nodes = {ours.name: ours.node, multus.name: multus.node, floor.name: "bench-floor"}
+        # The floor never asks the API: its pod only fills CNI_ARGS.
+        nodes = {ours.name: ours.node, multus.name: multus.node, floor.name: ours.node}
+        cluster.apply(node_object(ours.node), node_object(multus.node))
         short = {ours.name: "ours", multus.name: "multus", floor.name: "floor"}
         p1 = {n: pod_object(f"p1-{short[n]}", namespace, nodes[n], None) for n in nodes}
         p2 = {
