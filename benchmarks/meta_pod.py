@@ -459,10 +459,9 @@ class Ours(Contender):
     def leftovers(self) -> list[str]:
         left = [f"ours reservation {f}" for f in ipam_left(self.ipam_dir)]
         extra = lab.link_names(self.netns_name) - self.node_links
+        # The meta plugin's records and its delegates' result cache.
         records = [
-            str(p.relative_to(self.state_dir))
-            for p in (self.state_dir / "records").glob("*")
-            if p.is_file()
+            str(p.relative_to(self.state_dir)) for p in self.state_dir.rglob("*") if p.is_file()
         ]
         return (
             left
