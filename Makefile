@@ -6,6 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+NATIVE_SHIM = src/multinic/native/multinic-shim
 
 .PHONY: demo test install demo-deps system-deps third-party anchors anchors-smoke lint typecheck pytest bench clean
 
@@ -14,7 +15,14 @@ demo: demo-deps install
 
 test: system-deps third-party install lint typecheck pytest
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(NATIVE_SHIM)
+
+# The compiled shim (native/multinic-shim.c; docs/node.md): `multinic install-plugins`
+# installs it when it was built, the Python shim otherwise. Skipped without a C compiler.
+$(NATIVE_SHIM): native/multinic-shim.c
+	@if command -v cc >/dev/null; then \
+		mkdir -p $(dir $@) && cc -O2 -Wall -Wextra -Werror -o $@ $<; \
+	else echo "no C compiler: the Python multinic-shim will be installed"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,8 +1,8 @@
-"""Side by side: a primary-only pod through multinic-shim + the node daemon vs the floor.
+"""Side by side: a primary-only pod through multinic-shim (compiled, Python) + the daemon vs the floor.
 
 The floor is the reference ``bridge`` with the reference ``host-local``, executed
-directly as a runtime would. Ours: the installed ``multinic-shim`` executed the
-same way, forwarding to a node daemon in this process whose meta plugin attaches
+directly as a runtime would. Ours: the installed ``multinic-shim`` (the compiled
+one and the Python one, each a contender) executed the same way, forwarding to a node daemon in this process whose meta plugin attaches
 ``multinic-bridge`` with ``multinic-host-local`` in-process. Each round is one
 ADD and one DEL (with ADD's result as prevResult), alternating the two so machine
 noise hits both alike. Also: one shim round trip the daemon answers at once
@@ -103,8 +103,11 @@ def start_daemon(scratch: Path, bridge: str) -> NodeDaemon:
 
 
 def report(scratch: Path, pod: str, bridges: tuple[str, str], rounds: int) -> None:
-    bin_dir = scratch / "bin"
+    bin_dir, python_bin = scratch / "bin", scratch / "bin-python-shim"
     install_plugins(str(bin_dir))
+    install_plugins(str(python_bin), use_compiled_shim=False)
+    if not (bin_dir / "multinic-shim").read_bytes().startswith(b"\x7fELF"):
+        raise SystemExit("the compiled shim is not built: run make install")
     netns = str(lab.create_netns(pod))
     daemon = start_daemon(scratch, bridges[1])
     try:
@@ -120,7 +123,14 @@ def report(scratch: Path, pod: str, bridges: tuple[str, str], rounds: int) -> No
                 REFERENCE / "bridge",
                 json.dumps({"cniVersion": "1.1.0", "name": "bench", **floor}).encode(),
             ),
-            "multinic-shim + daemon": (bin_dir / "multinic-shim", json.dumps(shim_conf).encode()),
+            "compiled multinic-shim + daemon": (
+                bin_dir / "multinic-shim",
+                json.dumps(shim_conf).encode(),
+            ),
+            "Python multinic-shim + daemon": (
+                python_bin / "multinic-shim",
+                json.dumps(shim_conf).encode(),
+            ),
         }
         samples: dict[str, list[float]] = {name: [] for name in contenders}
         for warm_up in (True,) * 2 + (False,) * rounds:
@@ -137,17 +147,14 @@ def report(scratch: Path, pod: str, bridges: tuple[str, str], rounds: int) -> No
             median = statistics.median(samples[name]) * 1000
             print(f"{name:<40}{median:>10.1f}{statistics.median(ratios):>8.2f}")
         status = json.dumps(shim_conf).encode()
-        shim = median_ms(
-            [str(bin_dir / "multinic-shim")],
-            {"CNI_COMMAND": "STATUS", "CNI_PATH": "/"},
-            status,
-            rounds,
-        )
+        env = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/"}
+        compiled = median_ms([str(bin_dir / "multinic-shim")], env, status, rounds)
+        python = median_ms([str(python_bin / "multinic-shim")], env, status, rounds)
         go = median_ms([str(REFERENCE / "bridge")], {"CNI_COMMAND": "VERSION"}, b"", rounds)
         bare = median_ms([sys.executable, "-I", "-S", "-c", "pass"], {}, b"", rounds)
         print(
-            f"one shim round trip (STATUS) {shim:.1f} ms; Go plugin VERSION {go:.1f} ms; "
-            f"python -I -S {bare:.1f} ms"
+            f"one shim round trip (STATUS): compiled {compiled:.1f} ms, Python {python:.1f} ms; "
+            f"Go plugin VERSION {go:.1f} ms; python -I -S {bare:.1f} ms"
         )
     finally:
         daemon.stop()

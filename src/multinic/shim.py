@@ -1,5 +1,9 @@
 """multinic-shim: the CNI plugin a runtime executes; it forwards bytes to the node daemon.
 
+This is the Python implementation, installed where the compiled one
+(native/multinic-shim.c, same protocol, ~2 ms instead of ~20 ms a call) was
+not built.
+
 The runtime (containerd, CRI-O, podman) starts this for every CNI call. It
 sends the call's CNI_* environment and its stdin over the daemon's root-only
 unix socket and hands back exactly what the daemon answered: the result, or

@@ -59,10 +59,12 @@ class FixedSelector:
 
 
 class Node:
-    def __init__(self, checked: CheckedNode, root: Path) -> None:
+    def __init__(self, checked: CheckedNode, root: Path, shim: str) -> None:
         self.root = root
         self.bin = root / "bin"
-        install_plugins(str(self.bin))
+        install_plugins(str(self.bin), use_compiled_shim=shim == "compiled")
+        compiled = (self.bin / "multinic-shim").read_bytes().startswith(b"\x7fELF")
+        assert compiled == (shim == "compiled"), "make install builds the compiled shim"
         bridge, nic = unique("mnnb"), unique("mnnd")
         lab.ip("link", "add", nic, "type", "veth", "peer", "name", f"{nic}p", netns=checked.name)
         lab.ip("link", "set", nic, "up", netns=checked.name)
@@ -143,9 +145,12 @@ def _macvlan(nic: str, root: Path) -> PodAttachment:
     return PodAttachment("cnf/data", "net1", json.dumps(conf).encode())
 
 
-@pytest.fixture
-def node(plugin_node: CheckedNode, tmp_path: Path) -> Iterator[Node]:
-    node = Node(plugin_node, tmp_path)
+@pytest.fixture(params=["compiled", "python"])
+def node(
+    plugin_node: CheckedNode, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Node]:
+    """A node with either shim: both must behave exactly alike."""
+    node = Node(plugin_node, tmp_path, request.param)
     yield node
     node.stop()
 
