@@ -1,12 +1,13 @@
-"""Side by side: a primary-only pod through multinic-shim (compiled, Python) + the daemon vs the floor.
+"""Side by side: a primary-only pod through multinic-shim + the node daemon vs the floor.
 
 The floor is the reference ``bridge`` with the reference ``host-local``, executed
-directly as a runtime would. Ours: the installed ``multinic-shim`` (the compiled
-one and the Python one, each a contender) executed the same way, forwarding to a node daemon in this process whose meta plugin attaches
+directly as a runtime would. Ours, each shim a contender (the compiled one and
+the Python one): the installed ``multinic-shim`` executed the same way,
+forwarding to a node daemon in this process whose meta plugin attaches
 ``multinic-bridge`` with ``multinic-host-local`` in-process. Each round is one
-ADD and one DEL (with ADD's result as prevResult), alternating the two so machine
-noise hits both alike. Also: one shim round trip the daemon answers at once
-(STATUS), a Go plugin's VERSION, and a bare ``python3 -I -S``.
+ADD and one DEL (with ADD's result as prevResult), alternating the contenders so
+machine noise hits them alike. Also: one shim round trip the daemon answers at
+once (STATUS), a Go plugin's VERSION, and a bare ``python3 -I -S``.
 
 Multus thick (issue 11's P1 anchor) is not in this run yet.
 
