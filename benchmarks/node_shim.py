@@ -9,7 +9,7 @@ ADD and one DEL (with ADD's result as prevResult), alternating the contenders so
 machine noise hits them alike. Also: one shim round trip the daemon answers at
 once (STATUS), a Go plugin's VERSION, and a bare ``python3 -I -S``.
 
-Multus thick (issue 11's P1 anchor) is not in this run yet.
+Beside Multus thick and through the API: benchmarks/meta_pod.py.
 
 Run as root:  .venv/bin/python benchmarks/node_shim.py [--rounds N]
 """
