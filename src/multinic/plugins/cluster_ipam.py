@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 from multinic.cni import skel
@@ -49,14 +50,13 @@ PLUGIN_TYPE = "multinic-ipam"
 DEFAULT_DB_PATH = "/var/lib/multinic/ipam.db"
 DEFAULT_DEADLINE = 10.0
 DEFAULT_ETCD_TIMEOUT = 2.0
+DEFAULT_KUBE_TIMEOUT = 5.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
-#: Whereabouts fields we do not implement and must not silently ignore: a
-#: Kubernetes datastore, etcd TLS and authentication, a flat config file,
-#: static-plugin style extra addresses.
+#: Whereabouts fields we do not implement and must not silently ignore:
+#: etcd TLS and authentication, a flat config file, static-plugin style extra addresses.
 UNSUPPORTED_FIELDS = (
     "addresses",
-    "kubernetes",
     "etcd_username",
     "etcd_password",
     "etcd_key_file",
@@ -75,6 +75,10 @@ class StoreConfig(NamedTuple):
     timeout: float = DEFAULT_ETCD_TIMEOUT
     prefix: str = "/multinic/ipam/"
     deadline: float = DEFAULT_DEADLINE
+    #: (kubernetes) the kubeconfig; None: the pod's service account (in-cluster)
+    kubeconfig: str | None = None
+    #: (kubernetes) a label that keeps independent stores on one API server apart
+    scope: str = ""
 
 
 class IPAMConfig(NamedTuple):
@@ -216,12 +220,37 @@ def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
             prefix=_optional_string(section, "prefix", at) or "/multinic/ipam/",
             deadline=deadline,
         )
-    raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.type must be 'sqlite' or 'etcd', not {kind!r}")
+    if kind == "kubernetes":
+        return _kube_store(section, at, deadline)
+    raise InvalidConfigError(
+        f"{PLUGIN_TYPE}: {at}.type must be 'sqlite', 'etcd' or 'kubernetes', not {kind!r}"
+    )
+
+
+def _kube_store(section: Mapping[str, Any], at: str, deadline: float) -> StoreConfig:
+    kubeconfig = _optional_string(section, "kubeconfig", at) or None
+    if kubeconfig is not None and not kubeconfig.startswith("/"):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.kubeconfig must be an absolute path")
+    return StoreConfig(
+        "kubernetes",
+        kubeconfig=kubeconfig,
+        scope=_optional_string(section, "scope", at),
+        timeout=_seconds(section, "timeout", at, DEFAULT_KUBE_TIMEOUT),
+        deadline=deadline,
+    )
 
 
 def _whereabouts_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
-    """Whereabouts' own spelling: ``"datastore": "etcd", "etcd_host": "host:port"``."""
+    """Whereabouts' own spelling: ``"datastore": "etcd", "etcd_host": "host:port"``, or
+    ``"kubernetes": {"kubeconfig": PATH}`` (with ``"datastore": "kubernetes"`` or none)."""
     datastore = raw.get("datastore")
+    kube = raw.get("kubernetes")
+    if kube is not None and datastore in (None, "kubernetes"):
+        if not isinstance(kube, dict):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.kubernetes must be an object")
+        return _kube_store(kube, f"{where}.kubernetes", DEFAULT_DEADLINE)
+    if datastore == "kubernetes":
+        return StoreConfig("kubernetes")  # no kubeconfig: the pod's service account
     if datastore is None:
         return StoreConfig("sqlite")
     if datastore != "etcd":
@@ -293,7 +322,16 @@ def match_requested(
 
 
 def open_store(config: StoreConfig) -> Store:
-    """The configured store; the etcd modules are imported only when named."""
+    """The configured store; the etcd and Kubernetes modules are imported only when named."""
+    if config.type == "kubernetes":
+        from multinic.ipam.kube_store import KubeStore
+
+        try:
+            return KubeStore.connect(config.kubeconfig, timeout=config.timeout, scope=config.scope)
+        except StoreError as exc:
+            raise InvalidConfigError(
+                f"{PLUGIN_TYPE}: bad kubernetes store config", str(exc)
+            ) from exc
     if config.type == "etcd":
         from multinic.ipam.etcd_store import EtcdStore
 
@@ -322,6 +360,19 @@ def load(request: skel.Request) -> IPAMConfig:
     return parse_config(ipam_section(request), request.config.name)
 
 
+def pod_of(request: skel.Request) -> dict[str, Any] | None:
+    """The pod an ADD is for (K8S_POD_* in CNI_ARGS), recorded so GC can tell when it is gone."""
+    args = dict(request.args)
+    if not args.get("K8S_POD_NAME") or not args.get("K8S_POD_NAMESPACE"):
+        return None
+    return {
+        "namespace": args["K8S_POD_NAMESPACE"],
+        "name": args["K8S_POD_NAME"],
+        "uid": args.get("K8S_POD_UID", ""),
+        "since": round(time.time(), 3),
+    }
+
+
 def _owner(config: IPAMConfig, request: skel.Request) -> blocks.Owner:
     return blocks.Owner(config.network, request.container_id, request.ifname)
 
@@ -347,17 +398,14 @@ class ClusterIPAM:
         config = load(request)
         wanted = match_requested(config.pools, requested_addresses(request))
         owner = _owner(config, request)
+        ask = blocks.Request(owner, config.node, config.pools, wanted, pod_of(request))
         with _opened(config.store) as store:
             deadline = deadline_after(config.store.deadline)
-            held = blocks.allocate(
-                store, blocks.Request(owner, config.node, config.pools, wanted), deadline
-            )
+            held = blocks.allocate(store, ask, deadline)
             if not _fits(config, held, wanted):
                 # Held from an older config of this network (other ranges): start afresh.
                 blocks.release(store, owner, deadline)
-                held = blocks.allocate(
-                    store, blocks.Request(owner, config.node, config.pools, wanted), deadline
-                )
+                held = blocks.allocate(store, ask, deadline)
         return build_result(config, held, request.config.cni_version)
 
     def delete(self, request: skel.Request) -> None:
