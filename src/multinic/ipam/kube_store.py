@@ -441,6 +441,13 @@ class KubeStore:
 
     # --- upkeep ------------------------------------------------------------------------
 
+    def pod_exists(self, namespace: str, name: str, uid: str, deadline: float) -> bool:
+        """Whether the pod is there (and, when ``uid`` is given, is that pod, not a new one)."""
+        pod = self._guard(lambda: self.objects.get_pod(namespace, name, deadline=deadline))
+        if pod is None:
+            return False
+        return not uid or pod.get("metadata", {}).get("uid") == uid
+
     def sweep(self, *, deadline: float) -> int:
         """Settle the keys of transactions whose locks expired long ago, and drop their records."""
         plural, _ = TXNS
