@@ -54,16 +54,20 @@ DEFAULT_KUBE_TIMEOUT = 5.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 #: Whereabouts fields we do not implement and must not silently ignore:
-#: etcd TLS and authentication, a flat config file, static-plugin style extra addresses.
+#: a flat config file, static-plugin style extra addresses.
 UNSUPPORTED_FIELDS = (
     "addresses",
-    "etcd_username",
-    "etcd_password",
-    "etcd_key_file",
-    "etcd_cert_file",
-    "etcd_ca_cert_file",
     "configuration_path",
 )
+
+#: etcd TLS and authentication: our store field -> Whereabouts' top-level name.
+ETCD_SECURITY_FIELDS = {
+    "ca_file": "etcd_ca_cert_file",
+    "cert_file": "etcd_cert_file",
+    "key_file": "etcd_key_file",
+    "username": "etcd_username",
+    "password": "etcd_password",
+}
 
 
 class StoreConfig(NamedTuple):
@@ -75,6 +79,8 @@ class StoreConfig(NamedTuple):
     timeout: float = DEFAULT_ETCD_TIMEOUT
     prefix: str = "/multinic/ipam/"
     deadline: float = DEFAULT_DEADLINE
+    #: (etcd) TLS files and credentials, by ETCD_SECURITY_FIELDS' names
+    security: tuple[tuple[str, str], ...] = ()
     #: (kubernetes) the kubeconfig; None: the pod's service account (in-cluster)
     kubeconfig: str | None = None
     #: (kubernetes) a label that keeps independent stores on one API server apart
@@ -216,6 +222,7 @@ def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
         return StoreConfig(
             "etcd",
             endpoints=tuple(endpoints),
+            security=_etcd_security(section, at, {k: k for k in ETCD_SECURITY_FIELDS}),
             timeout=_seconds(section, "timeout", at, DEFAULT_ETCD_TIMEOUT),
             prefix=_optional_string(section, "prefix", at) or "/multinic/ipam/",
             deadline=deadline,
@@ -260,7 +267,26 @@ def _whereabouts_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
     host = _optional_string(raw, "etcd_host", where)
     if not host:
         raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.etcd_host is required with etcd")
-    return StoreConfig("etcd", endpoints=tuple(h.strip() for h in host.split(",")))
+    return StoreConfig(
+        "etcd",
+        endpoints=tuple(h.strip() for h in host.split(",")),
+        security=_etcd_security(raw, where, ETCD_SECURITY_FIELDS),
+    )
+
+
+def _etcd_security(
+    raw: Mapping[str, Any], where: str, names: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """TLS files (absolute paths) and credentials, as (our name, value) pairs."""
+    out = []
+    for ours, field in names.items():
+        value = _optional_string(raw, field, where)
+        if not value:
+            continue
+        if ours.endswith("_file") and not value.startswith("/"):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{field} must be an absolute path")
+        out.append((ours, value))
+    return tuple(out)
 
 
 def _seconds(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
@@ -333,10 +359,16 @@ def open_store(config: StoreConfig) -> Store:
                 f"{PLUGIN_TYPE}: bad kubernetes store config", str(exc)
             ) from exc
     if config.type == "etcd":
+        from multinic.ipam.etcd_client import Security
         from multinic.ipam.etcd_store import EtcdStore
 
         try:
-            return EtcdStore(list(config.endpoints), timeout=config.timeout, prefix=config.prefix)
+            return EtcdStore(
+                list(config.endpoints),
+                timeout=config.timeout,
+                prefix=config.prefix,
+                security=Security(**dict(config.security)),
+            )
         except StoreError as exc:
             raise InvalidConfigError(f"{PLUGIN_TYPE}: bad etcd store config", str(exc)) from exc
     from multinic.ipam.sqlite_store import SQLiteStore

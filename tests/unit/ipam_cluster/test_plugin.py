@@ -135,8 +135,6 @@ def test_bad_config_is_a_clear_code_7(ipam: dict[str, Any], match: str) -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        "etcd_password",
-        "etcd_ca_cert_file",
         "configuration_path",
         "datastore",
         "addresses",
