@@ -45,8 +45,13 @@ class Tls:
 
     def __init__(self, directory: Path) -> None:
         self.ca = Authority(directory)
-        self.server = self.ca.server("etcd-server", ips=["127.0.0.1"], dns=["localhost"])
-        self.client = self.ca.client("etcd-client", "multinic-client")
+        self.server = self.ca.server(
+            "etcd-server", ips=["127.0.0.1"], dns=["localhost"], client_too=True
+        )
+        # No CommonName: with authentication on, etcd's JSON gateway refuses a client
+        # certificate that has one ("CommonName of client sending a request against
+        # gateway will be ignored"); the user comes from the password's token instead.
+        self.client = self.ca.client("etcd-client", "", ("multinic-client",))
 
     def context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca.cert))

@@ -188,8 +188,12 @@ class EtcdClient:
         body = {"name": self.security.username, "password": self.security.password or ""}
         try:
             answer = self._call("/v3/auth/authenticate", body, deadline)
-        except _Unauthenticated as exc:
-            raise StoreError(f"etcd refused the credentials: {exc}") from exc
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            raise StoreError(
+                f"etcd refused the credentials of user {self.security.username!r}: {exc}"
+            ) from exc
         token = answer.get("token")
         if not isinstance(token, str) or not token:
             raise StoreError("etcd: authentication answered no token")

@@ -147,6 +147,27 @@ def test_unsupported_whereabouts_fields_are_code_2_not_ignored(field: str) -> No
     assert caught.value.code == ErrorCode.UNSUPPORTED_FIELD
 
 
+def test_etcd_tls_and_auth_in_both_spellings() -> None:
+    files = {"ca_file": "/p/ca.crt", "cert_file": "/p/c.crt", "key_file": "/p/c.key"}
+    ours = parse(
+        range="10.0.0.0/24",
+        store={"type": "etcd", "endpoints": ["https://e:2379"], "username": "u", "password": "p"}
+        | files,
+    )
+    assert dict(ours.store.security) == {**files, "username": "u", "password": "p"}
+    theirs = parse(
+        range="10.0.0.0/24",
+        datastore="etcd",
+        etcd_host="e:2379",
+        etcd_ca_cert_file="/p/ca.crt",
+        etcd_username="u",
+        etcd_password="p",  # noqa: S106 - a test value
+    )
+    assert dict(theirs.store.security) == {"ca_file": "/p/ca.crt", "username": "u", "password": "p"}
+    with pytest.raises(InvalidConfigError, match="absolute path"):
+        parse(range="10.0.0.0/24", datastore="etcd", etcd_host="e", etcd_key_file="c.key")
+
+
 def test_kubernetes_store_in_both_spellings() -> None:
     ours = parse(
         range="10.0.0.0/24",
