@@ -65,32 +65,13 @@ def to_collect(
 
 
 def pods_gone(store: Store, grace: float, deadline: float) -> list[Owner]:
-    """Attachments whose pod (namespace, name, UID as the ADD recorded them) is gone.
-
-    Only the Kubernetes store can ask; a reservation without a pod record, or
-    younger than ``grace`` seconds (its pod may still be starting), is kept.
-    """
-    import time
-
-    from multinic.ipam import blocks
+    """Attachments whose pod is gone (multinic.ipam.pod_gc); the Kubernetes store only."""
+    from multinic.ipam import pod_gc
     from multinic.ipam.kube_store import KubeStore
 
     if not isinstance(store, KubeStore):
         raise click.UsageError("--pods needs the Kubernetes store (--kubeconfig)")
-    now = time.time()
-    out = []
-    for key, item in store.scan("handles/", deadline=deadline).items():
-        doc = blocks.decode(key, item) or {}
-        pod = doc.get("pod")
-        if not isinstance(pod, dict) or now - float(pod.get("since", now)) < grace:
-            continue
-        if store.pod_exists(
-            str(pod["namespace"]), str(pod["name"]), str(pod.get("uid", "")), deadline
-        ):
-            continue
-        network, container_id, ifname = key[len("handles/") :].split("/", 2)
-        out.append(blocks.Owner(network, container_id, ifname))
-    return out
+    return pod_gc.pods_gone(store, grace, deadline)
 
 
 def empty_blocks(store: Store, deadline: float) -> list[tuple[str, IPNetwork]]:

@@ -36,6 +36,12 @@ def node(config_path: Path) -> None:
         )
         daemon = NodeDaemon(plugin, config.daemon)
         daemon.start()
+        reconciler = None
+        if config.ipam_reconcile is not None:
+            from multinic.node.ipam_reconciler import IpamReconciler
+
+            reconciler = IpamReconciler(config.ipam_reconcile)
+            reconciler.start()
     except (CNIError, OSError) as exc:
         click.echo(f"multinic node: {exc}", err=True)
         sys.exit(1)
@@ -48,5 +54,7 @@ def node(config_path: Path) -> None:
         err=True,
     )
     stop.wait()
+    if reconciler is not None:
+        reconciler.stop()
     daemon.stop()
     click.echo("multinic node: stopped", err=True)

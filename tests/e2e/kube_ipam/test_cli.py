@@ -45,13 +45,28 @@ def pod(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
+def create_pod(cluster: KubeCluster, namespace: str, name: str) -> str:
+    """Create a pod (it stays Pending: no node runs it) and return its UID.
+
+    The namespace's default service account, which admission requires, is made
+    by the controller-manager shortly after the namespace: wait for it.
+    """
+    end = time.monotonic() + 60
+    while cluster.kubectl(
+        "get", "serviceaccount", "default", "-n", namespace, check=False
+    ).returncode:
+        assert time.monotonic() < end, "no default service account"
+        time.sleep(0.2)
+    cluster.apply(pod(namespace, name))
+    return str(cluster.get_object("pod", name, namespace)["metadata"]["uid"])
+
+
 def test_inspect_release_and_gc_on_the_kubernetes_store(
     kube_cluster: KubeCluster, scope: str
 ) -> None:
     conf = config(kube_cluster, scope)
     with kube_cluster.namespace("ipam-cli") as ns:
-        kube_cluster.apply(pod(ns, "alive"))
-        uid = kube_cluster.get_object("pod", "alive", ns)["metadata"]["uid"]
+        uid = create_pod(kube_cluster, ns, "alive")
         pods = {"c0": ("alive", uid), "c1": ("gone", "x"), "c2": ("alive", "other-uid")}
         for cid, (name, pod_uid) in [*pods.items(), ("c3", ("alive", uid))]:
             args = f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID={pod_uid}"
@@ -89,3 +104,30 @@ def test_inspect_release_and_gc_on_the_kubernetes_store(
     missing = CliRunner().invoke(cli, ["ipam", "--kubeconfig", "/nonexistent", "ls"])
     assert missing.exit_code == 1 and "kubeconfig" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_the_node_reconciler_releases_what_gone_pods_hold(
+    kube_cluster: KubeCluster, scope: str
+) -> None:
+    from multinic.node.ipam_reconciler import IpamReconciler, ReconcileSettings
+
+    conf = config(kube_cluster, scope)
+    with kube_cluster.namespace("ipam-rec") as ns:
+        uid = create_pod(kube_cluster, ns, "alive")
+        for cid, name in (("r0", "alive"), ("r1", "gone")):
+            args = f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID={uid}"
+            assert run("ADD", conf, cid=cid, args=args)[0] == 0
+        settings = ReconcileSettings(str(kube_cluster.kubeconfig), scope, interval=0.2, grace=60)
+        reconciler = IpamReconciler(settings)
+        assert reconciler.run_once() == []  # younger than the grace period
+        reconciler = IpamReconciler(settings._replace(grace=0.01))
+        reconciler.start()
+        try:
+            end = time.monotonic() + 30
+            while reconciler.released < 1 and time.monotonic() < end:
+                time.sleep(0.1)
+        finally:
+            reconciler.stop()
+        assert reconciler.released == 1 and reconciler.last_error == ""
+        left = json.loads(ipam(kube_cluster, scope, "show", POOL, "--json").output)
+        assert [a["containerID"] for a in left["addresses"]] == ["r0"]
