@@ -54,11 +54,8 @@ DEFAULT_KUBE_TIMEOUT = 5.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 #: Whereabouts fields we do not implement and must not silently ignore:
-#: a flat config file, static-plugin style extra addresses.
-UNSUPPORTED_FIELDS = (
-    "addresses",
-    "configuration_path",
-)
+#: static-plugin style extra addresses.
+UNSUPPORTED_FIELDS = ("addresses",)
 
 #: etcd TLS and authentication: our store field -> Whereabouts' top-level name.
 ETCD_SECURITY_FIELDS = {
@@ -385,7 +382,31 @@ def ipam_section(request: skel.Request) -> Mapping[str, Any]:
     raw = request.config.ipam
     if raw is None:
         raise InvalidConfigError(f"{PLUGIN_TYPE}: the network config has no ipam section")
-    return raw
+    return with_flat_file(raw)
+
+
+def with_flat_file(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Whereabouts' ``configuration_path``: a JSON file of defaults (typically its
+    ``kubernetes.kubeconfig`` or ``datastore``) under the ``ipam`` section's own fields."""
+    path = raw.get("configuration_path")
+    if path is None:
+        return raw
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: ipam.configuration_path must be an absolute path")
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            flat = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"{PLUGIN_TYPE}: cannot read ipam.configuration_path {path}", str(exc)
+        ) from exc
+    if not isinstance(flat, dict):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {path} must hold a JSON object")
+    merged = {**flat, **raw}
+    del merged["configuration_path"]
+    return merged
 
 
 def load(request: skel.Request) -> IPAMConfig:

@@ -135,7 +135,6 @@ def test_bad_config_is_a_clear_code_7(ipam: dict[str, Any], match: str) -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        "configuration_path",
         "datastore",
         "addresses",
     ],
@@ -196,6 +195,19 @@ def test_bad_kubernetes_store_config_is_code_7(ipam: dict[str, Any], match: str)
     with pytest.raises(InvalidConfigError, match=match) as caught:
         parse_config({"node_name": "n", "range": "10.0.0.0/24", **ipam}, "net")
     assert caught.value.code == ErrorCode.INVALID_NETWORK_CONFIG
+
+
+def test_whereabouts_flat_file_gives_defaults_under_the_ipam_fields(tmp_path: Path) -> None:
+    flat = tmp_path / "whereabouts.conf"
+    flat.write_text(json.dumps({"range": "10.9.9.0/24", "gateway": "10.32.0.1"}))
+    config = conf(tmp_path, range="10.32.0.0/24", configuration_path=str(flat))
+    status, result = run("ADD", config)
+    assert status == 0, result
+    assert result["ips"][0] == {"address": "10.32.0.2/24", "gateway": "10.32.0.1"}
+    config["ipam"]["configuration_path"] = str(tmp_path / "missing.conf")
+    status, error = run("ADD", config, cid="c2")
+    assert status == 1 and error["code"] == ErrorCode.INVALID_NETWORK_CONFIG
+    assert "configuration_path" in error["msg"]
 
 
 def test_kubernetes_store_with_a_missing_kubeconfig_is_code_7_without_traceback(
