@@ -1,13 +1,17 @@
-"""``multinic-ipam``: cluster-wide IPAM with Whereabouts' config fields, on SQLite or etcd.
+"""``multinic-ipam``: cluster-wide IPAM with Whereabouts' config fields, on SQLite, etcd or
+the Kubernetes API.
 
 The ``ipam`` section reads as Whereabouts' does (``range`` also as
 ``a-b/cidr``, ``range_start``, ``range_end``, ``exclude``, ``gateway``,
 ``ipRanges``, ``network_name``, ``enable_overlapping_ranges``, ``routes``,
 ``dns``) plus a ``store`` section: ``{"type": "sqlite", "path": ...}`` (the
-default, embedded) or ``{"type": "etcd", "endpoints": [...], "timeout": ...}``.
+default, embedded), ``{"type": "etcd", "endpoints": [...], "timeout": ...}`` or
+``{"type": "kubernetes", "kubeconfig": ...}`` (also Whereabouts' spellings:
+``datastore``/``etcd_*``, ``kubernetes.kubeconfig``, ``configuration_path``).
 Addresses come from per-node blocks (:mod:`multinic.ipam.blocks`).
 
-Lean on purpose: the etcd client is imported only when the config names etcd.
+Lean on purpose: the etcd and Kubernetes clients are imported only when the
+config names that store.
 """
 
 from __future__ import annotations
