@@ -11,17 +11,20 @@ cluster as a context manager so that happens even when a test fails.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from tests.support import third_party
+from tests.support.pki import Authority
 
 START_TIMEOUT = 60.0
 
@@ -37,11 +40,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Tls:
+    """A CA, the members' serving certificate and a client certificate, made for one cluster."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = Authority(directory)
+        self.server = self.ca.server(
+            "etcd-server", ips=["127.0.0.1"], dns=["localhost"], client_too=True
+        )
+        # No CommonName: with authentication on, etcd's JSON gateway refuses a client
+        # certificate that has one ("CommonName of client sending a request against
+        # gateway will be ignored"); the user comes from the password's token instead.
+        self.client = self.ca.client("etcd-client", "", ("multinic-client",))
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca.cert))
+        context.load_cert_chain(str(self.client[0]), str(self.client[1]))
+        return context
+
+
 class Member:
     """One etcd process: its name, ports and data directory."""
 
-    def __init__(self, name: str, base: Path) -> None:
+    def __init__(self, name: str, base: Path, tls: Tls | None = None) -> None:
         self.name = name
+        self.tls = tls
         self.client_port = free_port()
         self.peer_port = free_port()
         self.data_dir = base / name
@@ -51,7 +74,8 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -75,6 +99,18 @@ class Member:
             "--logger=zap",
             "--log-outputs=stderr",
             "--log-level=warn",
+            *self._tls_flags(),
+        ]
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls.server
+        return [
+            f"--cert-file={cert}",
+            f"--key-file={key}",
+            f"--trusted-ca-file={self.tls.ca.cert}",
+            "--client-cert-auth",
         ]
 
     def start(self, initial_cluster: str, state: str) -> None:
@@ -93,10 +129,17 @@ class Member:
             self._log.close()
             self._log = None
 
-    def _ask(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1)
+    def _ask(
+        self, method: str, path: str, body: bytes | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        if self.tls is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.client_port, timeout=5, context=self.tls.context()
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1)
         try:
-            conn.request(method, path, body)
+            conn.request(method, path, body, {"Authorization": token} if token else {})
             answer: dict[str, Any] = json.loads(conn.getresponse().read())
             return answer
         finally:
@@ -124,10 +167,12 @@ class Member:
 class EtcdCluster:
     """``size`` etcd members on loopback under ``base``."""
 
-    def __init__(self, base: Path, size: int = 3) -> None:
+    def __init__(self, base: Path, size: int = 3, *, tls: bool = False) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.base = base
-        self.members = [Member(f"m{n}", base) for n in range(size)]
+        #: With ``tls``: clients must speak TLS and present a certificate of this CA.
+        self.tls = Tls(base / "pki") if tls else None
+        self.members = [Member(f"m{n}", base, self.tls) for n in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property
@@ -164,6 +209,30 @@ class EtcdCluster:
             if time.monotonic() > end:
                 raise RuntimeError(f"etcd not healthy after {timeout}s: {self.logs()}")
             time.sleep(0.1)
+
+    def enable_auth(self, user: str, password: str, prefix: str) -> None:
+        """Turn on etcd's authentication with ``user`` allowed to read and write ``prefix``."""
+        member = self.members[0]
+
+        def call(path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+            answer = member._ask("POST", path, json.dumps(body).encode(), token)
+            if "error" in answer or (answer.get("code")):
+                raise RuntimeError(f"etcd {path}: {answer}")
+            return answer
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode()
+
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        call("/v3/auth/role/add", {"name": "root"})
+        call("/v3/auth/user/add", {"name": "root", "password": "root-" + password})
+        call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        call("/v3/auth/role/add", {"name": "ipam"})
+        perm = {"permType": "READWRITE", "key": b64(prefix), "range_end": b64(end)}
+        call("/v3/auth/role/grant", {"name": "ipam", "perm": perm})
+        call("/v3/auth/user/add", {"name": user, "password": password})
+        call("/v3/auth/user/grant", {"user": user, "role": "ipam"})
+        call("/v3/auth/enable", {})
 
     def stop(self) -> None:
         for member in self.members:

@@ -47,6 +47,7 @@ class Process:
 
     def __init__(self, name: str, command: list[str], log_path: Path) -> None:
         self.name = name
+        self.command = command
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("ab")
         self.popen = subprocess.Popen(command, stdout=self._log, stderr=self._log)
@@ -283,6 +284,26 @@ class KubeCluster:
             yield name
         finally:
             self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+    # -- failures ----------------------------------------------------------------
+
+    def _process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def kill(self, name: str = "kube-apiserver") -> None:
+        """SIGKILL one control-plane program, as a crash would."""
+        process = self._process(name)
+        if process.alive():
+            process.popen.kill()
+            process.popen.wait(timeout=30)
+        process.stop()
+
+    def restart(self, name: str = "kube-apiserver") -> None:
+        """Start a killed program again with its command line (same port, same data)."""
+        old = self._process(name)
+        self.processes[self.processes.index(old)] = Process(name, old.command, old.log_path)
+        if name == "kube-apiserver":
+            self._wait_ready()
 
     # -- stop ------------------------------------------------------------------
 

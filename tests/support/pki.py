@@ -59,13 +59,20 @@ class Authority:
         )  # fmt: skip
         return self.directory / f"{name}.crt", self.directory / f"{name}.key"
 
-    def server(self, name: str, ips: list[str], dns: list[str]) -> tuple[Path, Path]:
-        """A serving certificate for these addresses and names: (cert, key)."""
+    def server(
+        self, name: str, ips: list[str], dns: list[str], *, client_too: bool = False
+    ) -> tuple[Path, Path]:
+        """A serving certificate for these addresses and names: (cert, key).
+
+        ``client_too``: also good as a client certificate (etcd's JSON gateway dials
+        its own gRPC server with the serving certificate under --client-cert-auth).
+        """
         _key_and_request(name, f"/CN={name}", self.directory)
         san = ",".join([*(f"IP:{ip}" for ip in ips), *(f"DNS:{d}" for d in dns)])
+        usage = "serverAuth,clientAuth" if client_too else "serverAuth"
         return self._sign(
             name,
-            f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n"
+            f"subjectAltName={san}\nextendedKeyUsage={usage}\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n",
         )
 

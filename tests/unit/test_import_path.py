@@ -42,6 +42,8 @@ PLUGIN_PATH_MODULES = (
     "multinic.plugins.loopback",
     "multinic.plugins.masq",
     "multinic.ipam.sqlite_store",
+    "multinic.ipam.etcd_store",
+    "multinic.ipam.kube_store",
     "multinic.plugins.lower",
     "multinic.plugins.macvlan",
     "multinic.plugins.ipvlan",
@@ -119,6 +121,8 @@ NO_TYPING_MODULES = (
     "multinic.ipam.blocks",
     "multinic.ipam.hostlocal_store",
     "multinic.ipam.sqlite_store",
+    "multinic.ipam.etcd_store",
+    "multinic.ipam.kube_store",
     "multinic.ipam.etcd_store",
 )
 

@@ -64,6 +64,16 @@ def to_collect(
     return [o for o in found if (o.container_id, o.ifname) not in keep]
 
 
+def pods_gone(store: Store, grace: float, deadline: float) -> list[Owner]:
+    """Attachments whose pod is gone (multinic.ipam.pod_gc); the Kubernetes store only."""
+    from multinic.ipam import pod_gc
+    from multinic.ipam.kube_store import KubeStore
+
+    if not isinstance(store, KubeStore):
+        raise click.UsageError("--pods needs the Kubernetes store (--kubeconfig)")
+    return pod_gc.pods_gone(store, grace, deadline)
+
+
 def empty_blocks(store: Store, deadline: float) -> list[tuple[str, IPNetwork]]:
     """(pool, block) of every claimed block that holds no address: what gc would give back."""
     from multinic.ipam import blocks

@@ -30,16 +30,33 @@ DEFAULT_DB = "/var/lib/multinic/ipam.db"
 
 
 class IpamContext:
-    """Which store the commands read: SQLite by default, etcd when endpoints are given."""
+    """Which store the commands read: SQLite by default, etcd when endpoints are given,
+    the Kubernetes API when a kubeconfig is."""
 
-    def __init__(self, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        db: str,
+        etcd: tuple[str, ...],
+        prefix: str,
+        timeout: float,
+        kubeconfig: str | None = None,
+        scope: str = "",
+    ) -> None:
         self.db, self.etcd, self.prefix, self.timeout = db, etcd, prefix, timeout
+        self.kubeconfig, self.scope = kubeconfig, scope
 
     def open(self, *, read_only: bool = True) -> Store:
         """The store; SQLite read-only unless a command changes it (and never created here)."""
+        from multinic.cni.errors import CNIError
         from multinic.ipam.store import StoreError
 
         try:
+            if self.kubeconfig is not None:
+                from multinic.ipam.kube_store import KubeStore
+
+                return KubeStore.connect(
+                    self.kubeconfig, timeout=min(self.timeout, 10.0), scope=self.scope
+                )
             if self.etcd:
                 from multinic.ipam.etcd_store import EtcdStore
 
@@ -49,7 +66,7 @@ class IpamContext:
             from multinic.ipam.sqlite_store import SQLiteStore
 
             return SQLiteStore(self.db, read_only=read_only)
-        except StoreError as exc:
+        except (StoreError, CNIError) as exc:
             raise click.ClickException(str(exc)) from exc
 
     def deadline(self) -> float:
@@ -77,6 +94,13 @@ pass_ipam = click.make_pass_decorator(IpamContext)
 )
 @click.option("--prefix", default="/multinic/ipam/", show_default=True, help="etcd key prefix.")
 @click.option(
+    "--kubeconfig",
+    envvar="MULTINIC_KUBECONFIG",
+    type=click.Path(dir_okay=False),
+    help="The Kubernetes store of this cluster (env MULTINIC_KUBECONFIG).",
+)
+@click.option("--scope", default="", help="The Kubernetes store's scope (its store.scope).")
+@click.option(
     "--timeout",
     type=float,
     default=10.0,
@@ -85,13 +109,28 @@ pass_ipam = click.make_pass_decorator(IpamContext)
     help="Seconds for one command.",
 )
 @click.pass_context
-def ipam(ctx: click.Context, db: str, etcd: tuple[str, ...], prefix: str, timeout: float) -> None:
+def ipam(
+    ctx: click.Context,
+    db: str,
+    etcd: tuple[str, ...],
+    prefix: str,
+    kubeconfig: str | None,
+    scope: str,
+    timeout: float,
+) -> None:
     """Cluster-wide IP address management (multinic-ipam's store)."""
-    if etcd and given(ctx, "db"):
-        raise click.UsageError("--db (MULTINIC_IPAM_DB) and --etcd are mutually exclusive", ctx)
+    chosen = [
+        n
+        for n, on in (("--db", given(ctx, "db")), ("--etcd", etcd), ("--kubeconfig", kubeconfig))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} are mutually exclusive", ctx)
     if not etcd and given(ctx, "prefix"):
         raise click.UsageError("--prefix is an etcd key prefix: it needs --etcd", ctx)
-    ctx.obj = IpamContext(db, etcd, prefix, timeout)
+    if kubeconfig is None and scope:
+        raise click.UsageError("--scope is the Kubernetes store's: it needs --kubeconfig", ctx)
+    ctx.obj = IpamContext(db, etcd, prefix, timeout, kubeconfig, scope)
 
 
 def _with_store(context: IpamContext, work: Any, *, writes: bool = False) -> Any:
@@ -287,6 +326,20 @@ def release_command(
     "--all", "release_all", is_flag=True, help="With --network and no --keep: release every one."
 )
 @click.option("--empty-blocks", is_flag=True, help="Give back blocks that hold no address.")
+@click.option(
+    "--pods",
+    "gone_pods",
+    is_flag=True,
+    help="(--kubeconfig) Release reservations whose pod no longer exists.",
+)
+@click.option(
+    "--grace",
+    type=float,
+    default=300.0,
+    show_default=True,
+    callback=seconds,
+    help="With --pods: keep reservations younger than this (pods still starting).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for programs.")
 @pass_ipam
@@ -296,17 +349,23 @@ def gc_command(
     keep: tuple[str, ...],
     release_all: bool,
     empty_blocks: bool,
+    gone_pods: bool,
+    grace: float,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Release leaked reservations (as CNI GC does) and give back empty blocks.
 
     Releasing needs the attachments to keep (--keep) or --all: without either,
-    gc would free every live address of the network at once.
+    gc would free every live address of the network at once. With the
+    Kubernetes store, --pods releases what pods that no longer exist (by
+    namespace, name and UID) hold, except reservations younger than --grace.
     """
     from multinic.cli import ipam_cleanup
 
-    _check_gc_options(network, keep, release_all, empty_blocks)
+    _check_gc_options(network, keep, release_all, empty_blocks or gone_pods)
+    if gone_pods and context.kubeconfig is None:
+        raise click.UsageError("--pods asks the Kubernetes API: it needs --kubeconfig")
     kept = ipam_cleanup.parse_keep(keep)
 
     def collect(store: Store, deadline: float) -> dict[str, Any]:
@@ -316,6 +375,14 @@ def gc_command(
                 if not dry_run:
                     _release_one(store, owner, deadline)
                 report["released"].append(f"{owner.container_id}/{owner.ifname}")
+        if gone_pods:
+            for owner in ipam_cleanup.pods_gone(store, grace, deadline):
+                if not dry_run:
+                    _release_one(store, owner, deadline)
+                report["released"].append(f"{owner.network} {owner.container_id}/{owner.ifname}")
+        sweep = getattr(store, "sweep", None)
+        if sweep is not None and not dry_run:
+            report["transactions"] = sweep(deadline=deadline)
         if empty_blocks:
             report["blocks"] = [f"{p} {b}" for p, b in _empty_blocks(store, deadline, dry_run)]
         return report
@@ -339,7 +406,7 @@ def _check_gc_options(
     network: str | None, keep: tuple[str, ...], release_all: bool, empty_blocks: bool
 ) -> None:
     if network is None and not empty_blocks:
-        raise click.UsageError("say what to collect: --network NAME and/or --empty-blocks")
+        raise click.UsageError("say what to collect: --network NAME, --empty-blocks and/or --pods")
     if network is None and (keep or release_all):
         raise click.UsageError("--keep and --all need --network")
     if keep and release_all:

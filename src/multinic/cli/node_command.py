@@ -62,6 +62,12 @@ def node(config_path: Path) -> None:
         )
         daemon = NodeDaemon(plugin, config.daemon)
         daemon.start()
+        reconciler = None
+        if config.ipam_reconcile is not None:
+            from multinic.node.ipam_reconciler import IpamReconciler
+
+            reconciler = IpamReconciler(config.ipam_reconcile)
+            reconciler.start()
     except (CNIError, OSError) as exc:
         click.echo(f"multinic node: {exc}", err=True)
         if agent is not None:
@@ -76,6 +82,8 @@ def node(config_path: Path) -> None:
         err=True,
     )
     stop.wait()
+    if reconciler is not None:
+        reconciler.stop()
     daemon.stop()
     if agent is not None:
         agent.stop()  # the node's network stays: pods keep working while the daemon is away

@@ -169,8 +169,8 @@ def pool_range(doc: Doc) -> IPRange:
     )
 
 
-def handle_doc(reservations: Sequence[Reservation]) -> Doc:
-    return {
+def handle_doc(reservations: Sequence[Reservation], pod: Doc | None = None) -> Doc:
+    doc: Doc = {
         "ips": [
             {
                 "ip": str(r.address),
@@ -182,6 +182,9 @@ def handle_doc(reservations: Sequence[Reservation]) -> Doc:
             for r in reservations
         ]
     }
+    if pod is not None:
+        doc["pod"] = pod
+    return doc
 
 
 def handle_reservations(doc: Doc) -> tuple[Reservation, ...]:
@@ -432,6 +435,8 @@ class Request(NamedTuple):
     node: str
     pools: tuple[Pool, ...]
     requested: tuple[IPAddress | None, ...]
+    #: the pod it is for ({namespace, name, uid, since}), when the runtime said
+    pod: Doc | None = None
 
 
 def allocate(store: Store, request: Request, deadline: float) -> tuple[Reservation, ...]:
@@ -452,7 +457,7 @@ def allocate(store: Store, request: Request, deadline: float) -> tuple[Reservati
         for reservation in got:
             if reservation.claimed:
                 plan.put(claim_key(reservation.address), _claim_doc(request.owner, reservation))
-        plan.put(hkey, handle_doc(got))
+        plan.put(hkey, handle_doc(got, request.pod))
         if not plan.commit():
             _learn_foreign_claims(store, deadline, got, skip)
             raise Conflict

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -55,23 +56,52 @@ class Endpoint(NamedTuple):
 
     host: str
     port: int
+    tls: bool = False
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def parse_endpoint(text: str) -> Endpoint:
-    """``http://host:port`` or ``host:port``; TLS endpoints are not supported yet."""
-    url = urlsplit(text if "//" in text else f"http://{text}")
-    if url.scheme != "http":
-        raise StoreError(f"etcd endpoint {text!r}: only http:// is supported")
+class Security(NamedTuple):
+    """TLS files (PEM paths) and user/password authentication; all optional."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+NO_SECURITY = Security()
+
+#: gRPC UNAUTHENTICATED: etcd's answer to an expired or unknown auth token.
+_UNAUTHENTICATED = 16
+
+
+def parse_endpoint(text: str, *, tls: bool = False) -> Endpoint:
+    """``http://host:port``, ``https://host:port`` or ``host:port`` (https when ``tls``)."""
+    url = urlsplit(text if "//" in text else f"{'https' if tls else 'http'}://{text}")
+    if url.scheme not in ("http", "https"):
+        raise StoreError(f"etcd endpoint {text!r}: only http:// and https:// are supported")
     try:
         port = url.port or 2379
     except ValueError as exc:
         raise StoreError(f"etcd endpoint {text!r}: bad port") from exc
     if not url.hostname:
         raise StoreError(f"etcd endpoint {text!r}: no host")
-    return Endpoint(url.hostname, port)
+    return Endpoint(url.hostname, port, url.scheme == "https")
+
+
+def tls_context(security: Security) -> ssl.SSLContext:
+    """Verifies members against ``ca_file`` (the system's CAs without one); presents the
+    client certificate when one is given."""
+    try:
+        context = ssl.create_default_context(cafile=security.ca_file)
+        if security.cert_file:
+            context.load_cert_chain(security.cert_file, security.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError(f"etcd: cannot load the TLS files: {type(exc).__name__}: {exc}") from exc
+    return context
 
 
 def b64(data: bytes) -> str:
@@ -85,15 +115,30 @@ def unb64(text: str) -> bytes:
 class EtcdClient:
     """Range and Txn against a list of etcd members, with failover."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        security: Security = NO_SECURITY,
+    ) -> None:
         if not endpoints:
             raise StoreError("etcd: no endpoints configured")
         if timeout <= 0:
             raise StoreError(f"etcd: timeout must be positive, not {timeout}")
-        self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
+        tls = bool(security.ca_file or security.cert_file)
+        self.endpoints = tuple(parse_endpoint(e, tls=tls) for e in endpoints)
+        if bool(security.cert_file) != bool(security.key_file):
+            raise StoreError("etcd: a client certificate needs its key, and a key its certificate")
+        if security.password is not None and not security.username:
+            raise StoreError("etcd: a password needs a username")
         self.timeout = timeout
+        self.security = security
+        self._context = tls_context(security) if any(e.tls for e in self.endpoints) else None
+        self._token: str | None = None
         self._current = 0
         self._conns: dict[Endpoint, http.client.HTTPConnection] = {}
+        self.requests = 0  # round trips made (benchmarks count them)
 
     def range(
         self, key: bytes, range_end: bytes | None = None, *, deadline: float
@@ -118,7 +163,43 @@ class EtcdClient:
         return TxnResult(bool(answer.get("succeeded", False)), list(answer.get("responses", [])))
 
     def call(self, path: str, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
-        """POST ``body`` to the first member that answers; StoreUnavailableError if none does."""
+        """POST ``body`` to the first member that answers; StoreUnavailableError if none does.
+
+        With a username, the first call authenticates (one more round trip) and the
+        token is sent with every request; an expired token is renewed once.
+        """
+        if self.security.username and self._token is None:
+            self._token = self._authenticate(deadline)
+        try:
+            return self._call(path, body, deadline)
+        except _Unauthenticated as exc:
+            if not self.security.username:
+                raise StoreError(
+                    "etcd: authentication is enabled: set a username and password"
+                ) from exc
+            self._token = self._authenticate(deadline)
+            try:
+                return self._call(path, body, deadline)
+            except _Unauthenticated as exc:
+                raise StoreError(f"etcd refused the credentials: {exc}") from exc
+
+    def _authenticate(self, deadline: float) -> str:
+        self._token = None
+        body = {"name": self.security.username, "password": self.security.password or ""}
+        try:
+            answer = self._call("/v3/auth/authenticate", body, deadline)
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            raise StoreError(
+                f"etcd refused the credentials of user {self.security.username!r}: {exc}"
+            ) from exc
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise StoreError("etcd: authentication answered no token")
+        return token
+
+    def _call(self, path: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
         payload = json.dumps(body).encode()
         failures = []
         for step in range(len(self.endpoints)):
@@ -147,22 +228,40 @@ class EtcdClient:
     ) -> dict[str, Any]:
         conn = self._conns.get(endpoint)
         if conn is None:
-            conn = self._conns[endpoint] = http.client.HTTPConnection(
-                endpoint.host, endpoint.port, timeout=timeout
-            )
+            if endpoint.tls:
+                conn = http.client.HTTPSConnection(
+                    endpoint.host, endpoint.port, timeout=timeout, context=self._context
+                )
+            else:
+                conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+            self._conns[endpoint] = conn
+        headers = {"Content-Type": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = self._token
+        self.requests += 1
         try:
             conn.timeout = timeout
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
-            conn.request("POST", path, payload, {"Content-Type": "application/json"})
+            conn.request("POST", path, payload, headers)
             response = conn.getresponse()
             status, data = response.status, response.read()
+        except ssl.SSLError as exc:
+            conn.close()
+            del self._conns[endpoint]
+            if "CERTIFICATE" in str(exc).upper() or "HANDSHAKE" in str(exc).upper():
+                raise StoreError(f"etcd {endpoint}: TLS refused: {exc}") from exc
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             # A broken or timed-out connection cannot be reused: open a fresh one next time.
             conn.close()
             del self._conns[endpoint]
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         return _decode_answer(status, data)
+
+
+class _Unauthenticated(StoreError):  # noqa: N818 - a signal inside the client
+    """etcd wants (new) credentials: the token expired, or none was sent."""
 
 
 def _decode_answer(status: int, data: bytes) -> dict[str, Any]:
@@ -178,6 +277,8 @@ def _decode_answer(status: int, data: bytes) -> dict[str, Any]:
         return answer
     code = answer.get("code")
     message = answer.get("message") or answer.get("error") or f"HTTP {status}"
+    if code == _UNAUTHENTICATED:
+        raise _Unauthenticated(message)
     if code in _TRANSIENT_GRPC_CODES or (code is None and status >= 500):
         raise StoreUnavailableError(f"etcd: {message}")
     raise StoreError(f"etcd refused the request (code {code}): {message}")

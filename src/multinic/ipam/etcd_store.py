@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from multinic.ipam.etcd_client import DEFAULT_TIMEOUT, EtcdClient, b64, decode_kvs
+from multinic.ipam.etcd_client import (
+    DEFAULT_TIMEOUT,
+    NO_SECURITY,
+    EtcdClient,
+    Security,
+    b64,
+    decode_kvs,
+)
 from multinic.ipam.store import ABSENT, StoreError, Versioned, check_commit, prefix_end
 from multinic.records import TYPE_CHECKING
 
@@ -30,11 +37,12 @@ class EtcdStore:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         prefix: str = DEFAULT_PREFIX,
+        security: Security = NO_SECURITY,
     ) -> None:
         if not prefix:
             raise StoreError("etcd: the key prefix must not be empty")
         self.prefix = prefix
-        self.client = EtcdClient(endpoints, timeout=timeout)
+        self.client = EtcdClient(endpoints, timeout=timeout, security=security)
 
     def snapshot(self, keys: Iterable[str], *, deadline: float) -> dict[str, Versioned]:
         wanted = list(dict.fromkeys(keys))

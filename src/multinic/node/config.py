@@ -19,6 +19,7 @@ from multinic.cni.errors import InvalidConfigError
 from multinic.meta.config import MetaConfig, parse_meta_config
 from multinic.meta.records import DEFAULT_STATE_DIR
 from multinic.node.daemon import DaemonSettings
+from multinic.node.ipam_reconciler import ReconcileSettings
 from multinic.podnet.config import PodNetConfig, parse_podnet_config
 
 META_FIELDS = frozenset(
@@ -46,6 +47,7 @@ DAEMON_FIELDS = frozenset(
         "stateDir",
         "binDir",
         "podnet",
+        "ipamReconcile",
     }
 )
 DEFAULT_BIN_DIR = Path("/opt/cni/bin")
@@ -58,6 +60,8 @@ class NodeConfig(NamedTuple):
     bin_dirs: tuple[Path, ...]
     #: The primary network this daemon runs (docs/podnet.md); None: another CNI's.
     podnet: PodNetConfig | None = None
+    #: the periodic IPAM reconciler (multinic-ipam's Kubernetes store); None: not run
+    ipam_reconcile: ReconcileSettings | None = None
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -96,7 +100,43 @@ def parse_node_config(obj: Mapping[str, Any]) -> NodeConfig:
         _path(obj, "stateDir") or DEFAULT_STATE_DIR,
         tuple(_absolute(d, "binDir") for d in dirs),
         None if obj.get("podnet") is None else parse_podnet_config(obj["podnet"]),
+        _reconcile(obj.get("ipamReconcile"), meta.kubeconfig),
     )
+
+
+def _reconcile(value: object, kubeconfig: Path | None) -> ReconcileSettings | None:
+    """``ipamReconcile: {kubeconfig, scope, interval, grace}``; the kubeconfig defaults
+    to the daemon's own."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidConfigError("invalid node config", "ipamReconcile must be a mapping")
+    unknown = sorted(set(value) - {"kubeconfig", "scope", "interval", "grace"})
+    if unknown:
+        raise InvalidConfigError("invalid node config", f"ipamReconcile: unknown fields {unknown}")
+    own = _path(value, "kubeconfig")
+    chosen = own or kubeconfig
+    defaults = ReconcileSettings()
+    scope = value.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidConfigError("invalid node config", "ipamReconcile.scope must be a string")
+    return ReconcileSettings(
+        kubeconfig=None if chosen is None else str(chosen),
+        scope=scope,
+        interval=_positive(value, "interval", defaults.interval),
+        grace=_positive(value, "grace", defaults.grace),
+    )
+
+
+def _positive(obj: Mapping[str, Any], key: str, default: float) -> float:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise InvalidConfigError(
+            "invalid node config", f"ipamReconcile.{key}: {value!r} is not a number of seconds"
+        )
+    return float(value)
 
 
 def _path(obj: Mapping[str, Any], key: str) -> Path | None:

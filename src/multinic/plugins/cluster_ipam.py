@@ -1,19 +1,24 @@
-"""``multinic-ipam``: cluster-wide IPAM with Whereabouts' config fields, on SQLite or etcd.
+"""``multinic-ipam``: cluster-wide IPAM with Whereabouts' config fields, on SQLite, etcd or
+the Kubernetes API.
 
 The ``ipam`` section reads as Whereabouts' does (``range`` also as
 ``a-b/cidr``, ``range_start``, ``range_end``, ``exclude``, ``gateway``,
 ``ipRanges``, ``network_name``, ``enable_overlapping_ranges``, ``routes``,
 ``dns``) plus a ``store`` section: ``{"type": "sqlite", "path": ...}`` (the
-default, embedded) or ``{"type": "etcd", "endpoints": [...], "timeout": ...}``.
+default, embedded), ``{"type": "etcd", "endpoints": [...], "timeout": ...}`` or
+``{"type": "kubernetes", "kubeconfig": ...}`` (also Whereabouts' spellings:
+``datastore``/``etcd_*``, ``kubernetes.kubeconfig``, ``configuration_path``).
 Addresses come from per-node blocks (:mod:`multinic.ipam.blocks`).
 
-Lean on purpose: the etcd client is imported only when the config names etcd.
+Lean on purpose: the etcd and Kubernetes clients are imported only when the
+config names that store.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 from multinic.cni import skel
@@ -49,21 +54,21 @@ PLUGIN_TYPE = "multinic-ipam"
 DEFAULT_DB_PATH = "/var/lib/multinic/ipam.db"
 DEFAULT_DEADLINE = 10.0
 DEFAULT_ETCD_TIMEOUT = 2.0
+DEFAULT_KUBE_TIMEOUT = 5.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
-#: Whereabouts fields we do not implement and must not silently ignore: a
-#: Kubernetes datastore, etcd TLS and authentication, a flat config file,
+#: Whereabouts fields we do not implement and must not silently ignore:
 #: static-plugin style extra addresses.
-UNSUPPORTED_FIELDS = (
-    "addresses",
-    "kubernetes",
-    "etcd_username",
-    "etcd_password",
-    "etcd_key_file",
-    "etcd_cert_file",
-    "etcd_ca_cert_file",
-    "configuration_path",
-)
+UNSUPPORTED_FIELDS = ("addresses",)
+
+#: etcd TLS and authentication: our store field -> Whereabouts' top-level name.
+ETCD_SECURITY_FIELDS = {
+    "ca_file": "etcd_ca_cert_file",
+    "cert_file": "etcd_cert_file",
+    "key_file": "etcd_key_file",
+    "username": "etcd_username",
+    "password": "etcd_password",
+}
 
 
 class StoreConfig(NamedTuple):
@@ -75,6 +80,12 @@ class StoreConfig(NamedTuple):
     timeout: float = DEFAULT_ETCD_TIMEOUT
     prefix: str = "/multinic/ipam/"
     deadline: float = DEFAULT_DEADLINE
+    #: (etcd) TLS files and credentials, by ETCD_SECURITY_FIELDS' names
+    security: tuple[tuple[str, str], ...] = ()
+    #: (kubernetes) the kubeconfig; None: the pod's service account (in-cluster)
+    kubeconfig: str | None = None
+    #: (kubernetes) a label that keeps independent stores on one API server apart
+    scope: str = ""
 
 
 class IPAMConfig(NamedTuple):
@@ -217,16 +228,42 @@ def _store(raw: Mapping[str, Any], where: str) -> StoreConfig:
         return StoreConfig(
             "etcd",
             endpoints=tuple(endpoints),
+            security=_etcd_security(section, at, {k: k for k in ETCD_SECURITY_FIELDS}),
             timeout=_seconds(section, "timeout", at, DEFAULT_ETCD_TIMEOUT),
             prefix=_optional_string(section, "prefix", at) or "/multinic/ipam/",
             deadline=deadline,
         )
-    raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.type must be 'sqlite' or 'etcd', not {kind!r}")
+    if kind == "kubernetes":
+        return _kube_store(section, at, deadline)
+    raise InvalidConfigError(
+        f"{PLUGIN_TYPE}: {at}.type must be 'sqlite', 'etcd' or 'kubernetes', not {kind!r}"
+    )
+
+
+def _kube_store(section: Mapping[str, Any], at: str, deadline: float) -> StoreConfig:
+    kubeconfig = _optional_string(section, "kubeconfig", at) or None
+    if kubeconfig is not None and not kubeconfig.startswith("/"):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {at}.kubeconfig must be an absolute path")
+    return StoreConfig(
+        "kubernetes",
+        kubeconfig=kubeconfig,
+        scope=_optional_string(section, "scope", at),
+        timeout=_seconds(section, "timeout", at, DEFAULT_KUBE_TIMEOUT),
+        deadline=deadline,
+    )
 
 
 def _whereabouts_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
-    """Whereabouts' own spelling: ``"datastore": "etcd", "etcd_host": "host:port"``."""
+    """Whereabouts' own spelling: ``"datastore": "etcd", "etcd_host": "host:port"``, or
+    ``"kubernetes": {"kubeconfig": PATH}`` (with ``"datastore": "kubernetes"`` or none)."""
     datastore = raw.get("datastore")
+    kube = raw.get("kubernetes")
+    if kube is not None and datastore in (None, "kubernetes"):
+        if not isinstance(kube, dict):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.kubernetes must be an object")
+        return _kube_store(kube, f"{where}.kubernetes", DEFAULT_DEADLINE)
+    if datastore == "kubernetes":
+        return StoreConfig("kubernetes")  # no kubeconfig: the pod's service account
     if datastore is None:
         return StoreConfig("sqlite")
     if datastore != "etcd":
@@ -236,7 +273,26 @@ def _whereabouts_store(raw: Mapping[str, Any], where: str) -> StoreConfig:
     host = _optional_string(raw, "etcd_host", where)
     if not host:
         raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.etcd_host is required with etcd")
-    return StoreConfig("etcd", endpoints=tuple(h.strip() for h in host.split(",")))
+    return StoreConfig(
+        "etcd",
+        endpoints=tuple(h.strip() for h in host.split(",")),
+        security=_etcd_security(raw, where, ETCD_SECURITY_FIELDS),
+    )
+
+
+def _etcd_security(
+    raw: Mapping[str, Any], where: str, names: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """TLS files (absolute paths) and credentials, as (our name, value) pairs."""
+    out = []
+    for ours, field in names.items():
+        value = _optional_string(raw, field, where)
+        if not value:
+            continue
+        if ours.endswith("_file") and not value.startswith("/"):
+            raise InvalidConfigError(f"{PLUGIN_TYPE}: {where}.{field} must be an absolute path")
+        out.append((ours, value))
+    return tuple(out)
 
 
 def _seconds(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
@@ -298,12 +354,27 @@ def match_requested(
 
 
 def open_store(config: StoreConfig) -> Store:
-    """The configured store; the etcd modules are imported only when named."""
+    """The configured store; the etcd and Kubernetes modules are imported only when named."""
+    if config.type == "kubernetes":
+        from multinic.ipam.kube_store import KubeStore
+
+        try:
+            return KubeStore.connect(config.kubeconfig, timeout=config.timeout, scope=config.scope)
+        except StoreError as exc:
+            raise InvalidConfigError(
+                f"{PLUGIN_TYPE}: bad kubernetes store config", str(exc)
+            ) from exc
     if config.type == "etcd":
+        from multinic.ipam.etcd_client import Security
         from multinic.ipam.etcd_store import EtcdStore
 
         try:
-            return EtcdStore(list(config.endpoints), timeout=config.timeout, prefix=config.prefix)
+            return EtcdStore(
+                list(config.endpoints),
+                timeout=config.timeout,
+                prefix=config.prefix,
+                security=Security(**dict(config.security)),
+            )
         except StoreError as exc:
             raise InvalidConfigError(f"{PLUGIN_TYPE}: bad etcd store config", str(exc)) from exc
     from multinic.ipam.sqlite_store import SQLiteStore
@@ -320,11 +391,48 @@ def ipam_section(request: skel.Request) -> Mapping[str, Any]:
     raw = request.config.ipam
     if raw is None:
         raise InvalidConfigError(f"{PLUGIN_TYPE}: the network config has no ipam section")
-    return raw
+    return with_flat_file(raw)
+
+
+def with_flat_file(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Whereabouts' ``configuration_path``: a JSON file of defaults (typically its
+    ``kubernetes.kubeconfig`` or ``datastore``) under the ``ipam`` section's own fields."""
+    path = raw.get("configuration_path")
+    if path is None:
+        return raw
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: ipam.configuration_path must be an absolute path")
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            flat = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"{PLUGIN_TYPE}: cannot read ipam.configuration_path {path}", str(exc)
+        ) from exc
+    if not isinstance(flat, dict):
+        raise InvalidConfigError(f"{PLUGIN_TYPE}: {path} must hold a JSON object")
+    merged = {**flat, **raw}
+    del merged["configuration_path"]
+    return merged
 
 
 def load(request: skel.Request) -> IPAMConfig:
     return parse_config(ipam_section(request), request.config.name)
+
+
+def pod_of(request: skel.Request) -> dict[str, Any] | None:
+    """The pod an ADD is for (K8S_POD_* in CNI_ARGS), recorded so GC can tell when it is gone."""
+    args = dict(request.args)
+    if not args.get("K8S_POD_NAME") or not args.get("K8S_POD_NAMESPACE"):
+        return None
+    return {
+        "namespace": args["K8S_POD_NAMESPACE"],
+        "name": args["K8S_POD_NAME"],
+        "uid": args.get("K8S_POD_UID", ""),
+        "since": round(time.time(), 3),
+    }
 
 
 def _owner(config: IPAMConfig, request: skel.Request) -> blocks.Owner:
@@ -352,17 +460,14 @@ class ClusterIPAM:
         config = load(request)
         wanted = match_requested(config.pools, requested_addresses(request))
         owner = _owner(config, request)
+        ask = blocks.Request(owner, config.node, config.pools, wanted, pod_of(request))
         with _opened(config.store) as store:
             deadline = deadline_after(config.store.deadline)
-            held = blocks.allocate(
-                store, blocks.Request(owner, config.node, config.pools, wanted), deadline
-            )
+            held = blocks.allocate(store, ask, deadline)
             if not _fits(config, held, wanted):
                 # Held from an older config of this network (other ranges): start afresh.
                 blocks.release(store, owner, deadline)
-                held = blocks.allocate(
-                    store, blocks.Request(owner, config.node, config.pools, wanted), deadline
-                )
+                held = blocks.allocate(store, ask, deadline)
         return build_result(config, held, request.config.cni_version)
 
     def delete(self, request: skel.Request) -> None:

@@ -109,7 +109,7 @@ def test_overlapping_ranges_switch() -> None:
         ({"range": "10.0.0.0/24", "exclude": "10.0.0.1"}, "must be a list"),
         ({"range": "10.0.0.0/24", "ipRanges": [{"range": "10.0.0.0/25"}]}, "overlaps"),
         ({"range": "10.0.0.0/24", "ipRanges": {}}, "must be a list"),
-        ({"range": "10.0.0.0/24", "store": {"type": "redis"}}, "'sqlite' or 'etcd'"),
+        ({"range": "10.0.0.0/24", "store": {"type": "redis"}}, "'sqlite', 'etcd' or 'kubernetes'"),
         ({"range": "10.0.0.0/24", "store": {"type": "etcd"}}, "endpoints"),
         ({"range": "10.0.0.0/24", "store": {"timeout": 0, "type": "etcd"}}, "endpoints"),
         ({"range": "10.0.0.0/24", "store": {"deadline": -1}}, "positive"),
@@ -135,19 +135,89 @@ def test_bad_config_is_a_clear_code_7(ipam: dict[str, Any], match: str) -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        "kubernetes",
-        "etcd_password",
-        "etcd_ca_cert_file",
-        "configuration_path",
         "datastore",
         "addresses",
     ],
 )
 def test_unsupported_whereabouts_fields_are_code_2_not_ignored(field: str) -> None:
-    value = "kubernetes" if field == "datastore" else "x"
+    value = "consul" if field == "datastore" else "x"
     with pytest.raises(UnsupportedFieldError) as caught:
         parse(range="10.0.0.0/24", **{field: value})
     assert caught.value.code == ErrorCode.UNSUPPORTED_FIELD
+
+
+def test_etcd_tls_and_auth_in_both_spellings() -> None:
+    files = {"ca_file": "/p/ca.crt", "cert_file": "/p/c.crt", "key_file": "/p/c.key"}
+    ours = parse(
+        range="10.0.0.0/24",
+        store={"type": "etcd", "endpoints": ["https://e:2379"], "username": "u", "password": "p"}
+        | files,
+    )
+    assert dict(ours.store.security) == {**files, "username": "u", "password": "p"}
+    theirs = parse(
+        range="10.0.0.0/24",
+        datastore="etcd",
+        etcd_host="e:2379",
+        etcd_ca_cert_file="/p/ca.crt",
+        etcd_username="u",
+        etcd_password="p",  # noqa: S106 - a test value
+    )
+    assert dict(theirs.store.security) == {"ca_file": "/p/ca.crt", "username": "u", "password": "p"}
+    with pytest.raises(InvalidConfigError, match="absolute path"):
+        parse(range="10.0.0.0/24", datastore="etcd", etcd_host="e", etcd_key_file="c.key")
+
+
+def test_kubernetes_store_in_both_spellings() -> None:
+    ours = parse(
+        range="10.0.0.0/24",
+        store={"type": "kubernetes", "kubeconfig": "/etc/k.conf", "timeout": 3, "scope": "s1"},
+    )
+    assert ours.store.type == "kubernetes" and ours.store.kubeconfig == "/etc/k.conf"
+    assert ours.store.timeout == 3.0 and ours.store.scope == "s1"
+    # Whereabouts' spelling, with or without its datastore field.
+    for extra in ({}, {"datastore": "kubernetes"}):
+        theirs = parse(range="10.0.0.0/24", kubernetes={"kubeconfig": "/etc/k.conf"}, **extra)
+        assert theirs.store.type == "kubernetes" and theirs.store.kubeconfig == "/etc/k.conf"
+    # datastore: kubernetes alone is the pod's service account (in-cluster).
+    alone = parse(range="10.0.0.0/24", datastore="kubernetes")
+    assert alone.store.type == "kubernetes" and alone.store.kubeconfig is None
+
+
+@pytest.mark.parametrize(
+    ("ipam", "match"),
+    [
+        ({"store": {"type": "kubernetes", "kubeconfig": "k.conf"}}, "absolute path"),
+        ({"store": {"type": "kubernetes", "kubeconfig": 5}}, "kubeconfig must be a string"),
+        ({"kubernetes": "/etc/k.conf"}, "kubernetes must be an object"),
+    ],
+)
+def test_bad_kubernetes_store_config_is_code_7(ipam: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidConfigError, match=match) as caught:
+        parse_config({"node_name": "n", "range": "10.0.0.0/24", **ipam}, "net")
+    assert caught.value.code == ErrorCode.INVALID_NETWORK_CONFIG
+
+
+def test_whereabouts_flat_file_gives_defaults_under_the_ipam_fields(tmp_path: Path) -> None:
+    flat = tmp_path / "whereabouts.conf"
+    flat.write_text(json.dumps({"range": "10.9.9.0/24", "gateway": "10.32.0.1"}))
+    config = conf(tmp_path, range="10.32.0.0/24", configuration_path=str(flat))
+    status, result = run("ADD", config)
+    assert status == 0, result
+    assert result["ips"][0] == {"address": "10.32.0.2/24", "gateway": "10.32.0.1"}
+    config["ipam"]["configuration_path"] = str(tmp_path / "missing.conf")
+    status, error = run("ADD", config, cid="c2")
+    assert status == 1 and error["code"] == ErrorCode.INVALID_NETWORK_CONFIG
+    assert "configuration_path" in error["msg"]
+
+
+def test_kubernetes_store_with_a_missing_kubeconfig_is_code_7_without_traceback(
+    tmp_path: Path,
+) -> None:
+    config = conf(tmp_path, range="10.31.0.0/24")
+    config["ipam"]["store"] = {"type": "kubernetes", "kubeconfig": str(tmp_path / "none")}
+    status, error = run("ADD", config)
+    assert status == 1 and error["code"] == ErrorCode.INVALID_NETWORK_CONFIG, error
+    assert "kubeconfig" in error["msg"] and "Traceback" not in json.dumps(error)
 
 
 # --- verbs ------------------------------------------------------------------------------

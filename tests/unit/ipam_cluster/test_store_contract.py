@@ -158,7 +158,7 @@ def test_etcd_fails_over_to_a_member_that_answers(etcd_member: EtcdCluster) -> N
 
 
 def test_etcd_rejects_bad_endpoints() -> None:
-    for bad in ("https://127.0.0.1:2379", "http://:2379", "http://127.0.0.1:notaport"):
+    for bad in ("ftp://127.0.0.1:2379", "http://:2379", "http://127.0.0.1:notaport"):
         with pytest.raises(StoreError):
             EtcdStore([bad])
     with pytest.raises(StoreError, match="no endpoints"):

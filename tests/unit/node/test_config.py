@@ -39,6 +39,22 @@ def test_defaults_and_the_fields_given(tmp_path: Path) -> None:
     assert config.daemon.workers == 4
     assert config.bin_dirs == (Path("/opt/cni/bin"), Path("/usr/lib/cni"))
     assert config.state_dir == Path("/var/lib/multinic/meta")
+    assert config.ipam_reconcile is None
+
+
+def test_the_ipam_reconciler_section(tmp_path: Path) -> None:
+    config = load_node_config(
+        write(
+            tmp_path,
+            "clusterNetwork: c\nkubeconfig: /etc/k.conf\n"
+            "ipamReconcile: {interval: 60, grace: 120, scope: s}\n",
+        )
+    )
+    settings = config.ipam_reconcile
+    assert settings is not None and settings.kubeconfig == "/etc/k.conf"
+    assert (settings.interval, settings.grace, settings.scope) == (60.0, 120.0, "s")
+    on = load_node_config(write(tmp_path, "clusterNetwork: c\nipamReconcile: true\n"))
+    assert on.ipam_reconcile is not None and on.ipam_reconcile.kubeconfig is None  # in-cluster
 
 
 @pytest.mark.parametrize(
@@ -54,6 +70,9 @@ def test_defaults_and_the_fields_given(tmp_path: Path) -> None:
         ("clusterNetwork: c\nconflistName: a/b\n", "conflistName"),
         ("- a list\n", "mapping"),
         ("clusterNetwork: [unclosed\n", "cannot read"),
+        ("clusterNetwork: c\nipamReconcile: {interval: 0}\n", "ipamReconcile.interval"),
+        ("clusterNetwork: c\nipamReconcile: {grase: 5}\n", "unknown fields ['grase']"),
+        ("clusterNetwork: c\nipamReconcile: {kubeconfig: k}\n", "kubeconfig"),
     ],
 )
 def test_a_bad_config_is_code_7_naming_what(tmp_path: Path, text: str, words: str) -> None:
