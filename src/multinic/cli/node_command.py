@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,49 +43,66 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 )
 def node(config_path: Path) -> None:
     """Serve CNI calls from multinic-shim on this node (the DaemonSet's process)."""
-    from multinic.meta.selector import build_meta_plugin, open_source
-    from multinic.node.config import load_node_config
-    from multinic.node.daemon import NodeDaemon
-    from multinic.plugins.inprocess import InProcessExecutor
-
-    agent = None
     limit_malloc_arenas()
+    services = _Services()
     try:
-        config = load_node_config(config_path)
-        if config.podnet is not None:
-            from multinic.podnet.agent import PodNetAgent
-
-            agent = PodNetAgent.from_config(config.podnet, config.meta.conf_dir)
-            agent.start()  # the cluster network's conflist exists before the daemon announces
-        source = open_source(config.meta)
-        plugin = build_meta_plugin(
-            config.meta, source, config.state_dir, config.bin_dirs, InProcessExecutor()
-        )
-        daemon = NodeDaemon(plugin, config.daemon)
-        daemon.start()
-        reconciler = None
-        if config.ipam_reconcile is not None:
-            from multinic.node.ipam_reconciler import IpamReconciler
-
-            reconciler = IpamReconciler(config.ipam_reconcile)
-            reconciler.start()
+        services.start(config_path)
     except (CNIError, OSError) as exc:
         click.echo(f"multinic node: {exc}", err=True)
-        if agent is not None:
-            agent.stop()
+        services.stop()
         sys.exit(1)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    click.echo(
-        f"multinic node: serving {config.daemon.socket_path}; health and metrics on "
-        f"http://{config.daemon.health_host}:{daemon.health.port}",
-        err=True,
-    )
+    click.echo(f"multinic node: {services.describe()}", err=True)
     stop.wait()
-    if reconciler is not None:
-        reconciler.stop()
-    daemon.stop()
-    if agent is not None:
-        agent.stop()  # the node's network stays: pods keep working while the daemon is away
+    services.stop()
     click.echo("multinic node: stopped", err=True)
+
+
+class _Services:
+    """What the daemon runs: the primary network, the CNI socket, the IPAM reconciler."""
+
+    def __init__(self) -> None:
+        self.agent: Any = None
+        self.daemon: Any = None
+        self.reconciler: Any = None
+
+    def start(self, config_path: Path) -> None:
+        from multinic.meta.selector import build_meta_plugin, open_source
+        from multinic.node.config import load_node_config
+        from multinic.node.daemon import NodeDaemon
+        from multinic.plugins.inprocess import InProcessExecutor
+
+        config = load_node_config(config_path)
+        if config.podnet is not None:
+            from multinic.podnet.agent import PodNetAgent
+
+            self.agent = PodNetAgent.from_config(config.podnet, config.meta.conf_dir)
+            self.agent.start()  # the cluster network's conflist exists before the announce
+        plugin = build_meta_plugin(
+            config.meta, open_source(config.meta), config.state_dir, config.bin_dirs,
+            InProcessExecutor(),
+        )  # fmt: skip
+        self.daemon = NodeDaemon(plugin, config.daemon)
+        self.daemon.start()
+        if config.ipam_reconcile is not None:
+            from multinic.node.ipam_reconciler import IpamReconciler
+
+            self.reconciler = IpamReconciler(config.ipam_reconcile)
+            self.reconciler.start()
+
+    def describe(self) -> str:
+        settings = self.daemon.settings
+        return (
+            f"serving {settings.socket_path}; health and metrics on "
+            f"http://{settings.health_host}:{self.daemon.health.port}"
+        )
+
+    def stop(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.stop()
+        if self.daemon is not None:
+            self.daemon.stop()
+        if self.agent is not None:
+            self.agent.stop()  # the node's network stays: pods keep working meanwhile
