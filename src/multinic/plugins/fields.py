@@ -105,9 +105,12 @@ class Fields:
 
     def mapping_of_strings(self, key: str) -> dict[str, str]:
         section = self.mapping(key)
-        for name in section.obj:
-            section.string(name)
-        return dict(section.obj)
+        values = {}
+        for name, value in section.obj.items():
+            if value is None:  # string() reads null as absent; here it is a value
+                raise section.error(name, "is null, not a string")
+            values[name] = section.string(name)
+        return values
 
     def address(self, key: str) -> IPv4Address | IPv6Address | None:
         text = self.string(key)
