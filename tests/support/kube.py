@@ -299,11 +299,23 @@ class KubeCluster:
         process.stop()
 
     def restart(self, name: str = "kube-apiserver") -> None:
-        """Start a killed program again with its command line (same port, same data)."""
-        old = self._process(name)
-        self.processes[self.processes.index(old)] = Process(name, old.command, old.log_path)
+        """Start a killed program again with its command line (same port, same data).
+
+        After the apiserver, any other program that exited meanwhile is started
+        again too: the controller-manager exits when the apiserver goes away
+        while it is still building its controllers, and a node's kubelet would
+        restart it just so.
+        """
+        self._respawn(self._process(name))
         if name == "kube-apiserver":
             self._wait_ready()
+            for process in list(self.processes):
+                if not process.alive():
+                    self._respawn(process)
+
+    def _respawn(self, old: Process) -> None:
+        old.stop()
+        self.processes[self.processes.index(old)] = Process(old.name, old.command, old.log_path)
 
     # -- stop ------------------------------------------------------------------
 
