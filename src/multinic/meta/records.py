@@ -18,6 +18,7 @@ import binascii
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -138,7 +139,7 @@ class RecordStore:
             raise IOFailureError(f"cannot write attachment record {target}", str(exc)) from exc
 
     def load(self, container_id: str) -> PodRecord | None:
-        """The container's record; None when there is none."""
+        """The container's record; None when there is none, or it was corrupt (moved aside)."""
         path = self.path(container_id)
         try:
             data = path.read_bytes()
@@ -149,7 +150,17 @@ class RecordStore:
         try:
             return PodRecord.from_json(data)
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise IOFailureError(f"attachment record {path} is corrupt", str(exc)) from exc
+            # Failing would make this container's DEL fail for ever (a stuck
+            # pod); the file is kept aside for a person, and GC's IPAM pass
+            # releases what it held.
+            aside = path.with_name(f"{path.name}.corrupt")
+            with contextlib.suppress(OSError):
+                path.replace(aside)
+            print(
+                f"multinic-meta: attachment record {path} is corrupt ({exc}); moved to {aside}",
+                file=sys.stderr,
+            )
+            return None
 
     def remove(self, container_id: str) -> None:
         _unlink_quietly(self.path(container_id))
