@@ -86,5 +86,5 @@ def test_an_ipam_that_is_not_an_object_is_refused_not_read_as_none(ipam: object)
 def test_a_null_in_a_mapping_of_strings_is_refused_not_read_as_absent() -> None:
     """Found by the config fuzz: tuning's CHECK compared a null sysctl value (999)."""
     f = plugin_fields({"sysctl": {"net.ipv4.conf.eth0.proxy_arp": None}}, "multinic-tuning")
-    with pytest.raises(InvalidConfigError, match="'net.ipv4.conf.eth0.proxy_arp' is null"):
+    with pytest.raises(InvalidConfigError, match=r"'net\.ipv4\.conf\.eth0\.proxy_arp' is null"):
         f.mapping_of_strings("sysctl")
