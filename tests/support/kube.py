@@ -309,9 +309,31 @@ class KubeCluster:
         self._respawn(self._process(name))
         if name == "kube-apiserver":
             self._wait_ready()
+            self._wait_custom_resources_served()
             for process in list(self.processes):
                 if not process.alive():
                     self._respawn(process)
+
+    def _wait_custom_resources_served(self) -> None:
+        """Until every CRD's objects can be listed: a restarted apiserver is ready
+        (/readyz) before its custom resources' storage is, and answers 429
+        "storage is (re)initializing" for them meanwhile."""
+        status, body = self.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        crds = json.loads(body)["items"] if status == 200 else []
+        paths = [
+            f"/apis/{c['spec']['group']}/{v['name']}/{c['spec']['names']['plural']}?limit=1"
+            for c in crds
+            for v in c["spec"]["versions"]
+            if v.get("served")
+        ]
+        end = time.monotonic() + START_TIMEOUT
+        while paths and time.monotonic() < end:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                paths = [p for p in paths if self.get(p, timeout=2)[0] != 200]
+            if paths:
+                time.sleep(0.2)
+        if paths:
+            raise RuntimeError(f"custom resources not served after a restart: {paths}")
 
     def _respawn(self, old: Process) -> None:
         old.stop()

@@ -18,6 +18,7 @@ creates nothing, not even the schema.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -96,7 +97,7 @@ class SQLiteStore:
             self._apply(changes)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+            _roll_back(self._db)
             raise _classify(exc, self.path) from exc
         return True
 
@@ -241,8 +242,18 @@ def _create_schema(db: sqlite3.Connection, path: str) -> None:
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         db.execute("COMMIT")
     except (sqlite3.Error, StoreError):
-        db.execute("ROLLBACK")
+        _roll_back(db)
         raise
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """ROLLBACK if a transaction is still open: SQLite itself rolls back on some
+    errors (SQLITE_BUSY on COMMIT among them), and a second ROLLBACK would raise
+    "no transaction is active" over the error that matters (a busy database,
+    which callers retry)."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
