@@ -23,6 +23,7 @@ import os
 import random
 import sqlite3
 import time
+from _thread import allocate_lock
 from collections.abc import Iterable, Mapping
 
 from multinic.ipam.store import (
@@ -136,16 +137,20 @@ class SQLiteStore:
         self._db.execute(f"PRAGMA busy_timeout = {remaining_ms}")
 
 
+#: Held while this process creates a database file or connects to one (see _open).
+_CREATING = allocate_lock()
+
+
 def _open(path: str) -> sqlite3.Connection:
     directory = os.path.dirname(path)
     try:
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        # Create the file owner-only before SQLite does (it would follow the umask).
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        db = sqlite3.connect(
-            path, timeout=_OPEN_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        with _CREATING:
+            _create_owner_only(path)
+            db = sqlite3.connect(
+                path, timeout=_OPEN_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open the IPAM database {path!r}: {exc}") from exc
     try:
@@ -154,6 +159,21 @@ def _open(path: str) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _create_owner_only(path: str) -> None:
+    """Create a missing database file owner-only, before SQLite would (with the umask).
+
+    Never open and close a descriptor of a database file that exists: POSIX
+    drops *every* lock a process holds on a file when it closes *any*
+    descriptor of it, so in the node daemon, where other threads' connections
+    hold SQLite's locks on the same file, that close let other processes write
+    under them ("disk I/O error", a corrupt WAL index). A file that did not
+    exist has no such locks, and the caller holds _CREATING so no connection of
+    this process opens it before the descriptor is closed.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _prepare(db: sqlite3.Connection, path: str) -> None:
