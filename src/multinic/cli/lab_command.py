@@ -78,11 +78,10 @@ def up(
     down_after: bool,
 ) -> None:
     """Build the lab (and check it); `multinic lab down` removes it."""  # fmt: skip
-    from rich.console import Console
-
+    from multinic.cli import render
     from multinic.lab import run
 
-    console = Console(stderr=True)
+    console = render.console(stderr=True)
     spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
                        overlay=overlay, cluster=cluster)  # fmt: skip
     if fabric is not None:
@@ -93,10 +92,13 @@ def up(
     except run.LabError as exc:
         _fail(str(exc))
     lay = report.layout
-    console.print(
-        f"lab [bold]{name}[/]: {len(lay.nodes)} nodes x {pods} pods, cluster {lay.cluster} "
+    render.line(
+        console,
+        "lab ",
+        (name, "bold"),
+        f": {len(lay.nodes)} nodes x {pods} pods, cluster {lay.cluster} "
         f"of {lay.fabric}, pod block {', '.join(lay.pod_block)}, {lay.underlay} underlay; "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
+        + ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items()),
     )
     ok = True
     try:
@@ -124,8 +126,8 @@ def _picture(name: str, path: Path) -> None:
 
 def _check(name: str, console: Any) -> bool:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
 
+    from multinic.cli import render
     from multinic.lab import run
 
     began = time.monotonic()
@@ -135,44 +137,45 @@ def _check(name: str, console: Any) -> bool:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("ping", total=total)
         results = run.check(name, progress=lambda n: bar.advance(task, n))
-    table = Table(
-        title=f"lab {name}: every pod to every other pod ({time.monotonic() - began:.1f} s)"
+    table = render.table(
+        f"lab {name}: every pod to every other pod ({time.monotonic() - began:.1f} s)",
+        ("network", "same node", "across nodes", "how across"),
     )
-    for column in ("network", "same node", "across nodes", "how across"):
-        table.add_column(column)
     how = {"l2": "host-gw routes", "routed": "VXLAN overlay"}[layout.underlay]
     for network in dict.fromkeys(p.network for p in results):
         mine = [p for p in results if p.network == network]
         same = [p for p in mine if p.source_node == p.target_node]
         cross = [p for p in mine if p.source_node != p.target_node]
         across = how if network == "primary" else "L2 segment (macvlan)"
-        table.add_row(network, _count(same), _count(cross), across)
-    console.print(table)
+        render.add_row(table, network, _count(same), _count(cross), across)
+    render.print_table(console, table)
     failed = [p for p in results if not p.ok]
     for p in failed[:20]:
-        console.print(
-            f"[red]no answer[/]: {p.source} -> {p.target} on {p.network} "
-            f"({p.address or 'no address'})"
+        render.line(
+            console,
+            ("no answer", "red"),
+            f": {p.source} -> {p.target} on {p.network} ({p.address or 'no address'})",
         )
     return not failed
 
 
-def _count(probes: list[Any]) -> str:
+def _count(probes: list[Any]) -> Any:
+    from multinic.cli import render
+
     ok = sum(p.ok for p in probes)
     colour = "green" if ok == len(probes) else "red"
-    return f"[{colour}]{ok}/{len(probes)}[/]"
+    return render.text((f"{ok}/{len(probes)}", colour))
 
 
 @lab.command()
 @click.argument("name", default="mnlab")
 def check(name: str) -> None:
     """Run the connectivity matrix of a running lab again."""
-    from rich.console import Console
-
+    from multinic.cli import render
     from multinic.lab import run
 
     try:
-        ok = _check(name, Console())
+        ok = _check(name, render.console())
     except run.LabError as exc:
         _fail(str(exc))
     sys.exit(0 if ok else 1)
@@ -188,9 +191,7 @@ def check(name: str) -> None:
 )
 def status(name: str | None, as_json: bool, picture: Path | None) -> None:
     """Nodes, daemons, pod CIDRs, pods and their addresses (every lab when no name)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from multinic.cli import render
     from multinic.lab import run
     from multinic.lab.state import lab_names
 
@@ -204,24 +205,25 @@ def status(name: str | None, as_json: bool, picture: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    console = Console()
+    console = render.console()
     if not found:
-        console.print("no labs on this machine")
+        render.line(console, "no labs on this machine")
     for doc in found:
         lab_doc = doc["lab"]
         networks = ["primary", *(s["name"] for s in lab_doc["secondaries"])]
-        table = Table(title=f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)")
-        for column in ("node", "address", "pod CIDRs", "daemon", "pod", *networks):
-            table.add_column(column)
+        table = render.table(
+            f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)",
+            ("node", "address", "pod CIDRs", "daemon", "pod", *networks),
+        )
         for node in lab_doc["nodes"]:
-            daemon = f"pid {node['daemon']}" if node["daemon"] else "[red]down[/]"
+            daemon = f"pid {node['daemon']}" if node["daemon"] else render.text(("down", "red"))
             first = True
             for pod, addrs in (node["pods"] or {"-": {}}).items():
                 head = (node["name"], node["address"], ", ".join(node["podCIDRs"]), daemon)
-                table.add_row(*(head if first else ("", "", "", "")), pod,
-                              *(addrs.get(n, "-") for n in networks))  # fmt: skip
+                render.add_row(table, *(head if first else ("", "", "", "")), pod,
+                               *(addrs.get(n, "-") for n in networks))  # fmt: skip
                 first = False
-        console.print(table)
+        render.print_table(console, table)
 
 
 @lab.command()
