@@ -17,7 +17,6 @@ import ipaddress
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from multinic.ipam import blocks
 from multinic.ipam.etcd_store import EtcdStore
 from multinic.ipam.store import deadline_after
 from multinic.plugins.install import install_plugins
+from tests.support import node_workers
 from tests.support.etcd_cluster import EtcdCluster
+from tests.support.node_workers import Worker
 
 REPO = Path(__file__).resolve().parents[3]
 NETWORK = "e2e-net"
@@ -58,35 +59,7 @@ def network_config(cluster: EtcdCluster, deadline: float = 20.0, **ipam: Any) ->
     }
 
 
-class Worker:
-    """One node process running the plugin for a list of containers."""
-
-    def __init__(self, out: Path, spec: dict[str, Any]) -> None:
-        self.out = out
-        self._file = out.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.etcd.node_worker", json.dumps(spec)],
-            cwd=REPO,
-            stdout=self._file,
-            stderr=subprocess.PIPE,
-        )
-
-    def lines(self) -> list[dict[str, Any]]:
-        text = self.out.read_text()
-        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
-
-    def wait(self, timeout: float = 600) -> int:
-        _, stderr = self.process.communicate(timeout=timeout)
-        self._file.close()
-        if self.process.returncode not in (0, -9):
-            raise AssertionError(f"worker failed: {stderr.decode(errors='replace')[-3000:]}")
-        return self.process.returncode
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._file.close()
+WORKER_MODULE = "tests.e2e.etcd.node_worker"
 
 
 def start_workers(
@@ -97,13 +70,9 @@ def start_workers(
     containers: dict[str, list[str]],
     **extra: Any,
 ) -> list[Worker]:
-    workers = []
-    for node, cids in containers.items():
-        spec = {"config": config, "node": node, "command": command, "containers": cids, **extra}
-        worker = Worker(tmp_path / f"{node}-{command}.jsonl", spec)
-        stack.callback(worker.stop)
-        workers.append(worker)
-    return workers
+    return node_workers.start_workers(
+        stack, tmp_path, config, command, containers, module=WORKER_MODULE, **extra
+    )
 
 
 def total_lines(workers: list[Worker]) -> int:

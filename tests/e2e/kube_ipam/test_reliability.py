@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,9 @@ from multinic.ipam.kube_store import KubeStore
 from multinic.ipam.store import deadline_after
 from multinic.plugins.install import install_plugins
 from tests.e2e.kube_ipam.conftest import delete_scope
+from tests.support import node_workers
 from tests.support.kube import ROOT, KubeCluster
+from tests.support.node_workers import Worker
 
 NETWORK = "kube-e2e-net"
 #: The node daemon's identity, as deploy/rbac.yaml names it.
@@ -61,35 +61,7 @@ def node_kubeconfig(cluster: KubeCluster) -> Path:
     return cluster.user_kubeconfig(NODE_USER, ("system:serviceaccounts",))
 
 
-class Worker:
-    """One node process running the plugin for a list of containers."""
-
-    def __init__(self, out: Path, spec: dict[str, Any]) -> None:
-        self.out = out
-        self._file = out.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.kube_ipam.node_worker", json.dumps(spec)],
-            cwd=ROOT,
-            stdout=self._file,
-            stderr=subprocess.PIPE,
-        )
-
-    def lines(self) -> list[dict[str, Any]]:
-        text = self.out.read_text()
-        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
-
-    def wait(self, timeout: float = 900) -> int:
-        _, stderr = self.process.communicate(timeout=timeout)
-        self._file.close()
-        if self.process.returncode not in (0, -9):
-            raise AssertionError(f"worker failed: {stderr.decode(errors='replace')[-3000:]}")
-        return self.process.returncode
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._file.close()
+WORKER_MODULE = "tests.e2e.kube_ipam.node_worker"
 
 
 def start_workers(
@@ -100,13 +72,15 @@ def start_workers(
     containers: dict[str, list[str]],
     **extra: Any,
 ) -> list[Worker]:
-    workers = []
-    for node, cids in containers.items():
-        spec = {"config": config, "node": node, "command": command, "containers": cids, **extra}
-        worker = Worker(tmp_path / f"{node}-{command}.jsonl", spec)
-        stack.callback(worker.stop)
-        workers.append(worker)
-    return workers
+    return node_workers.start_workers(
+        stack,
+        tmp_path,
+        config,
+        command,
+        containers,
+        module=WORKER_MODULE,
+        **extra,
+    )
 
 
 def run_workers(tmp_path: Path, config: dict[str, Any], command: str, **kw: Any) -> list[Worker]:
