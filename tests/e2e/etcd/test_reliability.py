@@ -32,7 +32,6 @@ from tests.support import node_workers
 from tests.support.etcd_cluster import EtcdCluster
 from tests.support.node_workers import Worker
 
-REPO = Path(__file__).resolve().parents[3]
 NETWORK = "e2e-net"
 PREFIX = "/e2e/"
 #: A per-request timeout (seconds) that a leader election outlasts.
