@@ -137,6 +137,22 @@ def _lab_kind(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "type": "multinic-macvlan", "mode": "bridge"}
 
 
+def pod_object(lab: LabLayout, node: str, pod: str) -> dict[str, Any]:
+    """The Pod object of ``pod`` on ``node``, annotated with every secondary of the lab."""
+    annotation = ",".join(s.name for s in lab.secondaries)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod,
+            "namespace": POD_NAMESPACE,
+            "uid": f"uid-{lab.name}-{pod}",
+            "annotations": {NETWORKS_ANNOTATION: annotation} if annotation else {},
+        },
+        "spec": {"nodeName": node},
+    }
+
+
 def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
     """NADs for the secondaries, Pods annotated with them; per-node network files."""
     paths.objects.mkdir(parents=True)
@@ -155,21 +171,7 @@ def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
             config["ipam"] = {**config["ipam"], "store": {"type": "sqlite", "path": str(paths.db)}}
             nad["spec"] = {"config": json.dumps(config)}
         nads.append(nad)
-    annotation = ",".join(s.name for s in lab.secondaries)
-    pods = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": pod,
-                "namespace": POD_NAMESPACE,
-                "uid": f"uid-{lab.name}-{pod}",
-                "annotations": {NETWORKS_ANNOTATION: annotation} if annotation else {},
-            },
-            "spec": {"nodeName": node.name},
-        }
-        for node, pod in lab.all_pods()
-    ]
+    pods = [pod_object(lab, node.name, pod) for node, pod in lab.all_pods()]
     (paths.objects / "nads.yaml").write_text(yaml.safe_dump_all(nads))
     (paths.objects / "pods.yaml").write_text(yaml.safe_dump_all(pods))
     per_node = node_network_configs(cp)

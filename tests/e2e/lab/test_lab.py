@@ -21,7 +21,7 @@ import yaml
 
 from multinic.lab import cluster, run
 from multinic.lab import netns as nsutil
-from multinic.lab.topology import POD_NAMESPACE, STATE_ROOT, LabLayout, NodeLayout
+from multinic.lab.topology import STATE_ROOT, LabLayout, NodeLayout
 
 pytestmark = pytest.mark.e2e
 
@@ -149,21 +149,7 @@ def _burst_pods(layout: LabLayout, node: NodeLayout, count: int) -> NodeLayout:
     """``count`` more Pod objects on ``node`` (in their own file of the objects dir)."""
     names = tuple(f"burst-{i}" for i in range(count))
     paths = cluster.LabPaths(layout.root)
-    annotation = ",".join(s.name for s in layout.secondaries)
-    pods = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": pod,
-                "namespace": POD_NAMESPACE,
-                "uid": f"uid-{layout.name}-{pod}",
-                "annotations": {"k8s.v1.cni.cncf.io/networks": annotation},
-            },
-            "spec": {"nodeName": node.name},
-        }
-        for pod in names
-    ]
+    pods = [cluster.pod_object(layout, node.name, pod) for pod in names]
     (paths.objects / "burst.yaml").write_text(yaml.safe_dump_all(pods))
     return dataclasses.replace(node, pods=names)
 
