@@ -59,6 +59,10 @@ def test_lab_with_ipvlan_l2_and_l3_secondaries(lab_name: str) -> None:
     targets = [n6[neighbour], *(n6[p] for p in second.pods)]
     answered = ping_many(str(nsutil.netns_path(layout.pod_netns(source))), targets, attempts=3)
     assert answered == [True, False, False]
+    # Nor does a node reach its own pods through their master, even with a route to them.
+    nsutil.ip("route", "add", f"{n6[source]}/32", "dev", "eth2", netns=first.netns)
+    node_ns = str(nsutil.netns_path(first.netns))
+    assert ping_many(node_ns, [n6[source]], attempts=3) == [False]
 
     run.down(lab_name)
     assert leftovers(lab_name) == []
