@@ -138,7 +138,8 @@ def _check(name: str, console: Any) -> bool:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from multinic.cli import render
-    from multinic.lab import fabric, run
+    from multinic.lab import run
+    from multinic.lab.fabric import l3_networks
 
     began = time.monotonic()
     _, layout, paths = run.require(name)
@@ -152,7 +153,7 @@ def _check(name: str, console: Any) -> bool:
         ("network", "same node", "across nodes", "how across"),
     )
     how = {"primary": {"l2": "host-gw routes", "routed": "VXLAN overlay"}[layout.underlay]}
-    routed = fabric.l3_networks(layout)
+    routed = l3_networks(layout)
     for secondary in layout.secondaries:
         way = "routes to the node" if secondary.name in routed else "L2 segment"
         how[secondary.name] = f"{way} ({' '.join(layout.link(secondary))})"

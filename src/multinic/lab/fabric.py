@@ -5,10 +5,10 @@ traffic leaves through the master's namespace, routed there. So pods on one
 master reach each other inside the kernel, but a pod on another node is
 reachable only if something routes its address to that node: in a data
 centre the fabric's routers, in the lab this module. Each node gets, per
-ipvlan l3 (or l3s) network, a /32 route for every pod of every other node, via that
-node's management address, on-link out of the network's master: the other
-node answers ARP for its own address on that segment, and its ipvlan port
-hands the packet to the pod by destination address.
+ipvlan l3 (or l3s) network, a /32 route for every pod of every other node,
+via that node's management address, on-link out of the network's master: the
+other node answers ARP for its own address on that segment, and its ipvlan
+port hands the packet to the pod by destination address.
 """
 
 from __future__ import annotations

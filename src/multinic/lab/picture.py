@@ -76,7 +76,8 @@ def render_html(status: dict[str, Any]) -> str:
         f"<td>{escape(', '.join(s['ranges']))}</td></tr>"
         for s in lab["secondaries"]
     )
-    attached = {"planned": "planned"}.get(lab.get("secondaryType", ""), "macvlan bridge")
+    planned = lab.get("secondaryType") == "planned"
+    attached = "the plan's link types" if planned else "macvlan bridge"
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>multinic lab "
         f"{escape(lab['name'])}</title></head><body>{render_svg(status)}"

@@ -21,9 +21,10 @@ from multinic.cni.config import Attachment
 from multinic.cni.errors import CNIError
 from multinic.ipam import blocks
 from multinic.ipam.sqlite_store import SQLiteStore
-from multinic.lab import cluster, fabric
+from multinic.lab import cluster
 from multinic.lab import netns as nsutil
 from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.fabric import l3_networks, route_l3_pods
 from multinic.lab.probe import ping_many
 from multinic.lab.state import LabState
 from multinic.lab.topology import STATE_ROOT, LabLayout, LabSpecError, NodeLayout, lab_layout
@@ -225,8 +226,8 @@ def _build(
     progress("daemons ready")
     mark = time.monotonic()
     cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
-    if fabric.l3_networks(layout):
-        fabric.route_l3_pods(layout, addresses(layout, paths))
+    if l3_networks(layout):
+        route_l3_pods(layout, addresses(layout, paths))
         progress("ipvlan l3 pods routed between nodes")
     report.seconds["pods"] = time.monotonic() - mark
     report.seconds["total"] = time.monotonic() - began
