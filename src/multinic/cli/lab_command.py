@@ -53,6 +53,14 @@ def lab() -> None:
     "each node on its own routed segment, so pods cross nodes through VXLAN.",
 )
 @click.option(
+    "--secondary-type",
+    type=click.Choice(["macvlan", "planned"]),
+    default="macvlan",
+    show_default=True,
+    help="macvlan: every secondary as macvlan (bridge), on any kernel; planned: the link "
+    "type and mode the plan gives each network (the seed's ipvlan l2/l3: needs ipvlan).",
+)
+@click.option(
     "--check/--no-check",
     "then_check",
     default=True,
@@ -73,6 +81,7 @@ def up(
     pods: int,
     secondaries: int,
     overlay: str,
+    secondary_type: str,
     then_check: bool,
     picture: Path | None,
     down_after: bool,
@@ -83,7 +92,8 @@ def up(
 
     console = render.console(stderr=True)
     spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
-                       overlay=overlay, cluster=cluster)  # fmt: skip
+                       overlay=overlay, cluster=cluster,
+                       secondary_type=secondary_type)  # fmt: skip
     if fabric is not None:
         spec.fabric = fabric
     try:
@@ -129,6 +139,7 @@ def _check(name: str, console: Any) -> bool:
 
     from multinic.cli import render
     from multinic.lab import run
+    from multinic.lab.fabric import l3_networks
 
     began = time.monotonic()
     _, layout, paths = run.require(name)
@@ -141,13 +152,16 @@ def _check(name: str, console: Any) -> bool:
         f"lab {name}: every pod to every other pod ({time.monotonic() - began:.1f} s)",
         ("network", "same node", "across nodes", "how across"),
     )
-    how = {"l2": "host-gw routes", "routed": "VXLAN overlay"}[layout.underlay]
+    how = {"primary": {"l2": "host-gw routes", "routed": "VXLAN overlay"}[layout.underlay]}
+    routed = l3_networks(layout)
+    for secondary in layout.secondaries:
+        way = "routes to the node" if secondary.name in routed else "L2 segment"
+        how[secondary.name] = f"{way} ({' '.join(layout.link(secondary))})"
     for network in dict.fromkeys(p.network for p in results):
         mine = [p for p in results if p.network == network]
         same = [p for p in mine if p.source_node == p.target_node]
         cross = [p for p in mine if p.source_node != p.target_node]
-        across = how if network == "primary" else "L2 segment (macvlan)"
-        render.add_row(table, network, _count(same), _count(cross), across)
+        render.add_row(table, network, _count(same), _count(cross), how[network])
     render.print_table(console, table)
     failed = [p for p in results if not p.ok]
     for p in failed[:20]:

@@ -42,8 +42,10 @@ from multinic.plan.export import cni_config, node_network_configs
 from multinic.plan.result import ClusterPlan
 from multinic.plugins.install import install_plugins
 
-#: How long a node daemon may take to join and announce its conflist.
-DAEMON_START_TIMEOUT = 30.0
+#: How long a node daemon may take to join and announce its conflist. Generous: in the
+#: QEMU guest (software emulation, ~20x slower Python) a start takes 10-30 s under load,
+#: and a daemon that exits is noticed at once anyway.
+DAEMON_START_TIMEOUT = 120.0
 CONFLIST = "00-multinic.conflist"
 
 Progress = Callable[[str], None]
@@ -132,9 +134,34 @@ def build_node(lab: LabLayout, node: NodeLayout, state: LabState) -> None:
 # --- configuration: NADs, pods, node configs -------------------------------------------
 
 
-def _lab_kind(config: dict[str, Any]) -> dict[str, Any]:
-    """This kernel has no ipvlan: the lab attaches secondaries as macvlan (bridge mode)."""
-    return {**config, "type": "multinic-macvlan", "mode": "bridge"}
+def _attached_as(lab: LabLayout, config: dict[str, Any]) -> dict[str, Any]:
+    """The plan's config of a secondary with the link type and mode the lab attaches it with
+    (macvlan bridge on a kernel without ipvlan, or the plan's own)."""
+    (secondary,) = (s for s in lab.secondaries if s.name == config["name"])
+    kind, mode = lab.link(secondary)
+    return {**config, "type": f"multinic-{kind}", "mode": mode}
+
+
+def require_link_types(lab: LabLayout) -> None:
+    """Fail before the lab makes anything if this kernel cannot make a link type it attaches.
+
+    Asked of the kernel itself (a link made in a scratch namespace): that also loads
+    the module where the kernel has it as one.
+    """
+    probe = f"{lab.name}-probe"
+    for kind in sorted({lab.link(s)[0] for s in lab.secondaries}):
+        try:
+            with nsutil.scratch_netns(probe):
+                nsutil.ip("link", "add", "master0", "type", "veth", "peer", "name", "peer0",
+                          netns=probe)  # fmt: skip
+                nsutil.ip("link", "add", "link", "master0", "name", "probe0", "type", kind,
+                          netns=probe)  # fmt: skip
+        except nsutil.LabError as exc:
+            raise LabError(
+                f"this kernel ({os.uname().release}) cannot make {kind} links, which the "
+                f"lab's secondary networks need ({exc}): use --secondary-type macvlan, "
+                f"or a kernel with {kind} (docs/podnet.md, the lab's secondary networks)"
+            ) from exc
 
 
 def pod_object(lab: LabLayout, node: str, pod: str) -> dict[str, Any]:
@@ -167,7 +194,7 @@ def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
             "metadata": {"name": np.network.name, "namespace": POD_NAMESPACE},
         }
         if np.network.ipam.value == "cluster-wide":
-            config = _lab_kind(cni_config(np))
+            config = _attached_as(lab, cni_config(np))
             config["ipam"] = {**config["ipam"], "store": {"type": "sqlite", "path": str(paths.db)}}
             nad["spec"] = {"config": json.dumps(config)}
         nads.append(nad)
@@ -181,7 +208,7 @@ def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
         for name in chosen:
             text = per_node.get(f"multus-net.d/node-{node.index - 1}/{name}.conf")
             if text is not None:
-                config = _lab_kind(json.loads(text))
+                config = _attached_as(lab, json.loads(text))
                 config["ipam"]["dataDir"] = str(paths.node(node.name) / "host-local")
                 (conf_dir / f"{name}.conf").write_text(json.dumps(config, indent=2))
 

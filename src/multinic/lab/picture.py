@@ -76,10 +76,12 @@ def render_html(status: dict[str, Any]) -> str:
         f"<td>{escape(', '.join(s['ranges']))}</td></tr>"
         for s in lab["secondaries"]
     )
+    planned = lab.get("secondaryType") == "planned"
+    attached = "the plan's link types" if planned else "macvlan bridge"
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>multinic lab "
         f"{escape(lab['name'])}</title></head><body>{render_svg(status)}"
-        "<h3>Secondary networks (macvlan on this kernel)</h3><table border='1'>"
+        f"<h3>Secondary networks (attached as: {escape(attached)})</h3><table border='1'>"
         "<tr><th>network</th><th>planned</th><th>master</th><th>IPAM</th><th>range</th></tr>"
         f"{rows}</table><p>pod block {escape(', '.join(lab['podBlock']))}, service block "
         f"{escape(', '.join(lab['serviceBlock']))}</p></body></html>\n"

@@ -24,6 +24,7 @@ from multinic.ipam.sqlite_store import SQLiteStore
 from multinic.lab import cluster
 from multinic.lab import netns as nsutil
 from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.fabric import l3_networks, route_l3_pods
 from multinic.lab.probe import ping_many
 from multinic.lab.state import LabState
 from multinic.lab.topology import STATE_ROOT, LabLayout, LabSpecError, NodeLayout, lab_layout
@@ -49,6 +50,7 @@ class LabSpec:
     pods: int = 4
     secondaries: int = 2
     overlay: str = "host-gw"  # host-gw: one L2 management segment; vxlan: a routed underlay
+    secondary_type: str = "macvlan"  # or "planned": the plan's link types (ipvlan l2/l3)
 
 
 def load_plan(fabric: Path) -> Plan:
@@ -81,6 +83,7 @@ def layout_for(spec: LabSpec) -> tuple[LabLayout, ClusterPlan]:
         layout = lab_layout(
             spec.name, cp, plan.fabric.name, nodes=spec.nodes, pods=spec.pods,
             secondaries=spec.secondaries, underlay=underlay, mode="auto",
+            secondary_type=spec.secondary_type,
         )  # fmt: skip
     except LabSpecError as exc:
         raise LabError(str(exc)) from exc
@@ -99,6 +102,7 @@ def _layout_doc(layout: LabLayout) -> dict[str, Any]:
         "podBlock": list(layout.pod_block),
         "serviceBlock": list(layout.service_block),
         "nodeSubnet": str(layout.node_subnet),
+        "secondaryType": layout.secondary_type,
         "secondaries": [
             {
                 "name": s.name,
@@ -156,6 +160,7 @@ def layout_from_state(state: LabState) -> LabLayout:
             )
             for n in doc["nodes"]
         ),
+        secondary_type=doc.get("secondaryType", "macvlan"),
     )
 
 
@@ -173,6 +178,7 @@ def up(spec: LabSpec, progress: Progress = _quiet) -> UpReport:
     taken = [n for n in _our_namespace_names(layout) if nsutil.netns_path(n).exists()]
     if taken:
         raise LabError(f"network namespace {taken[0]} already exists: not made by this lab")
+    cluster.require_link_types(layout)
     report = UpReport(layout)
     state = LabState.create(layout.root, {"layout": _layout_doc(layout)})
     paths = LabPaths(layout.root)
@@ -220,6 +226,9 @@ def _build(
     progress("daemons ready")
     mark = time.monotonic()
     cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
+    if l3_networks(layout):
+        route_l3_pods(layout, addresses(layout, paths))
+        progress("ipvlan l3 pods routed between nodes")
     report.seconds["pods"] = time.monotonic() - mark
     report.seconds["total"] = time.monotonic() - began
 

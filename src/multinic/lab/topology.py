@@ -24,6 +24,9 @@ ROUTED_SLICE = 28
 #: Where the lab's state and files live (tmpfs: a reboot forgets a lab with its namespaces).
 STATE_ROOT = Path("/run/multinic-lab")
 POD_NAMESPACE = "cnf"
+#: How the lab attaches secondaries: macvlan (bridge) on any kernel, or the link type
+#: and mode the plan gives each network (the seed's ipvlan l2/l3: needs a kernel with ipvlan).
+SECONDARY_TYPES = ("macvlan", "planned")
 
 
 class LabSpecError(ValueError):
@@ -65,6 +68,7 @@ class LabLayout:
     data_plane: tuple[str, ...]
     secondaries: tuple[SecondaryLayout, ...]
     nodes: tuple[NodeLayout, ...] = field(default_factory=tuple)
+    secondary_type: str = "macvlan"  # one of SECONDARY_TYPES
 
     @property
     def underlay_netns(self) -> str:
@@ -79,6 +83,12 @@ class LabLayout:
 
     def all_pods(self) -> list[tuple[NodeLayout, str]]:
         return [(node, pod) for node in self.nodes for pod in node.pods]
+
+    def link(self, secondary: SecondaryLayout) -> tuple[str, str]:
+        """(link type, mode) the lab attaches ``secondary`` with."""
+        if self.secondary_type == "planned":
+            return secondary.planned_type, secondary.mode
+        return "macvlan", "bridge"
 
 
 def _v4(prefixes: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network]) -> tuple[str, ...]:
@@ -107,6 +117,7 @@ def lab_layout(
     secondaries: int,
     underlay: str,
     mode: str,
+    secondary_type: str = "macvlan",
 ) -> LabLayout:
     """The layout of ``nodes`` x ``pods`` on cluster ``cp`` of the plan."""
     if not name or len(name) > 12 or not name.replace("-", "").isalnum() or not name[0].isalpha():
@@ -123,6 +134,10 @@ def lab_layout(
     if not 0 <= secondaries <= len(cp.networks):
         raise LabSpecError(
             f"{secondaries} secondary networks: cluster {cp.name} plans {len(cp.networks)}"
+        )
+    if secondary_type not in SECONDARY_TYPES:
+        raise LabSpecError(
+            f"secondary type {secondary_type!r}: one of {', '.join(SECONDARY_TYPES)}"
         )
     chosen = tuple(_secondary(np) for np in cp.networks[:secondaries])
     subnet = ipaddress.IPv4Network(cp.node[4])
@@ -161,4 +176,5 @@ def lab_layout(
         data_plane=tuple(dict.fromkeys(s.master for s in chosen)),
         secondaries=chosen,
         nodes=tuple(node_list),
+        secondary_type=secondary_type,
     )

@@ -32,7 +32,8 @@ from pathlib import Path
 CACHE_DIR = Path(os.environ.get("MULTINIC_GUEST_CACHE", "/var/cache/multinic-guest"))
 
 #: Loaded at boot. The first four mount the host's files; the rest are the link
-#: types our plugins create (ipvlan, vlan, macvlan, ...) and test helpers (dummy).
+#: types our plugins create (ipvlan, vlan, macvlan, ...), test helpers (dummy) and
+#: nftables (the guest's userland is the host's, ``nft`` included; the kernel part is not).
 MODULES = (
     "virtio_pci",
     "9pnet_virtio",
@@ -48,6 +49,10 @@ MODULES = (
     "vrf",
     "bonding",
     "tun",
+    # nftables with NAT: the lab's node daemons write their egress SNAT table.
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
 )
 
 INIT_SCRIPT = Path(__file__).with_name("init.sh")

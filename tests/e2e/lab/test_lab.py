@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 import subprocess
 import threading
 import time
@@ -21,24 +20,16 @@ import yaml
 
 from multinic.lab import cluster, run
 from multinic.lab import netns as nsutil
-from multinic.lab.topology import STATE_ROOT, LabLayout, NodeLayout
+from multinic.lab.topology import LabLayout, NodeLayout
+from tests.support.labs import leftovers, temporary_lab
 
 pytestmark = pytest.mark.e2e
 
 
-def _left(name: str) -> list[str]:
-    namespaces = [p.name for p in nsutil.NETNS_DIR.iterdir() if p.name.startswith(f"{name}-")]
-    return namespaces + ([str(STATE_ROOT / name)] if (STATE_ROOT / name).exists() else [])
-
-
 @pytest.fixture
 def lab_name() -> Iterator[str]:
-    name = f"t{secrets.token_hex(3)}"
-    try:
+    with temporary_lab() as name:
         yield name
-    finally:
-        run.down(name)
-        assert _left(name) == []
 
 
 def _up(name: str, **spec: Any) -> LabLayout:
@@ -96,7 +87,7 @@ def test_host_gw_lab_every_pod_reaches_every_pod(lab_name: str) -> None:
     assert all(block in tables for block in layout.pod_block)
 
     run.down(lab_name)
-    assert _left(lab_name) == []
+    assert leftovers(lab_name) == []
 
 
 def test_vxlan_lab_and_a_node_that_leaves(lab_name: str) -> None:
