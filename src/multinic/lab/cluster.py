@@ -338,20 +338,27 @@ def add_pods(
     paths: LabPaths,
     state: LabState,
     progress: Progress = _quiet,
-) -> None:
-    """Namespaces first (recorded), then every ADD at once, as kubelets on N nodes would."""
+) -> dict[str, float]:
+    """Namespaces first (recorded), then every ADD at once, as kubelets on N nodes would.
+
+    Returns each pod's ADD time in seconds (the shim's whole call, as a runtime sees it).
+    """
     todo = list(pods)
     for _, pod in todo:
         state.add_namespace(lab.pod_netns(pod))
         nsutil.create_netns(lab.pod_netns(pod))
+    seconds: dict[str, float] = {}
 
     def add(item: tuple[NodeLayout, str]) -> None:
+        began = time.monotonic()
         shim(lab, item[0], item[1], "ADD", paths)
+        seconds[item[1]] = time.monotonic() - began
         progress(item[1])
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo)))) as pool:
         for outcome in [pool.submit(add, item) for item in todo]:
             outcome.result()
+    return seconds
 
 
 def delete_pods(

@@ -163,6 +163,8 @@ def layout_from_state(state: LabState) -> LabLayout:
 class UpReport:
     layout: LabLayout
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Each pod's ADD time in seconds, as its runtime saw it.
+    attach: dict[str, float] = field(default_factory=dict)
 
 
 def up(spec: LabSpec, progress: Progress = _quiet) -> UpReport:
@@ -219,7 +221,7 @@ def _build(
     report.seconds["daemons"] = time.monotonic() - mark
     progress("daemons ready")
     mark = time.monotonic()
-    cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
+    report.attach = cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
     report.seconds["pods"] = time.monotonic() - mark
     report.seconds["total"] = time.monotonic() - began
 
