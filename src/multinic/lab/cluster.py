@@ -102,6 +102,35 @@ def _veth_to_underlay(lab: LabLayout, node: NodeLayout, ifname: str, bridge: str
     return far
 
 
+#: The machine's ARP and NDP tables (one each, shared by every namespace).
+NEIGHBOUR_LIMITS = ("/proc/sys/net/ipv4/neigh/default", "/proc/sys/net/ipv6/neigh/default")
+#: Entries one pod may need per network beyond its node's pods: gateway, probes across nodes.
+NEIGHBOURS_BEYOND_NODE = 8
+
+
+def size_neighbour_tables(lab: LabLayout) -> list[str]:
+    """Raise (never lower) the kernel's neighbour table limits to what the lab needs.
+
+    A real node has its own kernel; the lab's nodes and pods share one, whose
+    ARP table holds ``gc_thresh3`` entries (1024 by default) across every
+    namespace. A lab of 10 x 50 pods overflowed it: neighbours were refused
+    (``table_fulls`` in /proc/net/stat/arp_cache) and pods did not answer.
+    Returns what changed, as ``path: old -> new``.
+    """
+    per_node = max((len(n.pods) for n in lab.nodes), default=0)
+    pods = sum(len(n.pods) for n in lab.nodes)
+    need = pods * (per_node + NEIGHBOURS_BEYOND_NODE) * (1 + len(lab.secondaries))
+    changed = []
+    for table in NEIGHBOUR_LIMITS:
+        for name, wanted in (("gc_thresh3", need), ("gc_thresh2", need // 2)):
+            path = Path(table) / name
+            old = int(path.read_text())
+            if old < wanted:
+                path.write_text(str(wanted))
+                changed.append(f"{path}: {old} -> {wanted}")
+    return changed
+
+
 def build_underlay(lab: LabLayout, state: LabState) -> None:
     state.add_namespace(lab.underlay_netns)
     nsutil.create_netns(lab.underlay_netns)
@@ -120,6 +149,10 @@ def build_node(lab: LabLayout, node: NodeLayout, state: LabState) -> None:
     mgmt_bridge = None if lab.underlay == "routed" else "br-mgmt"
     far = _veth_to_underlay(lab, node, lab.management, mgmt_bridge)
     nsutil.ip("addr", "add", str(node.address), "dev", lab.management, netns=node.netns)
+    if node.address6 is not None:  # unique by construction: no duplicate detection to wait for
+        nsutil.ip(
+            "addr", "add", str(node.address6), "dev", lab.management, "nodad", netns=node.netns
+        )
     if node.gateway is not None:
         nsutil.ip("addr", "add", str(node.gateway), "dev", far, netns=lab.underlay_netns)
         nsutil.ip(
