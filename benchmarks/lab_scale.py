@@ -134,6 +134,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 f"{p.network}: {p.source} -> {p.target} {p.address}" for p in probes if not p.ok
             ],
         },
+        "hostChanges": report.host_changes,
         "downSeconds": round(down_seconds, 2),
         "downProblems": problems,
         "left": left,
@@ -164,6 +165,7 @@ def main() -> None:
         f"peak {r['peakMax']} MiB; open fds max {result['daemonFdsMax']}\n"
         f"sampled probes answered: {result['sampledProbes']['answered']}/"
         f"{result['sampledProbes']['sent']} {result['sampledProbes']['failed'][:10]}\n"
+        f"raised for the lab: {result['hostChanges']}\n"
         f"lab down: {result['downSeconds']} s, problems {result['downProblems']}, "
         f"left {result['left']}"
     )
