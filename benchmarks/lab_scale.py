@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -95,10 +96,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         secondaries=args.secondaries,
         overlay=args.overlay,
     )
+    load_before = os.getloadavg()[0]
     began = time.monotonic()
     try:
         report = run.up(spec)
         up_seconds = time.monotonic() - began
+        load_after = os.getloadavg()[0]
         state, _, _ = run.require(args.name)
         daemons = {n: daemon_figures(pid) for n, pid in state.data["daemons"].items()}
         probes = sampled_check(args.name)
@@ -114,6 +117,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "pods": len(attach),
         "secondaries": args.secondaries,
         "overlay": args.overlay,
+        # The machine is shared: the 1-minute load average before and after `up` says how much.
+        "loadAverage": [round(load_before, 1), round(load_after, 1)],
         "upSeconds": round(up_seconds, 2),
         "phases": {k: round(v, 2) for k, v in report.seconds.items()},
         "attachSeconds": {
@@ -158,7 +163,8 @@ def main() -> None:
     print(
         f"lab up {result['nodes']} nodes x {result['podsPerNode']} pods "
         f"({result['pods']} pods, primary + {result['secondaries']} secondary, "
-        f"{result['overlay']}): {result['upSeconds']} s "
+        f"{result['overlay']}): {result['upSeconds']} s, load average "
+        f"{result['loadAverage'][0]} -> {result['loadAverage'][1]} "
         f"(phases {result['phases']})\n"
         f"per-pod ADD: p50 {a['p50']} s, p99 {a['p99']} s, max {a['max']} s\n"
         f"daemon RSS per node: max {r['max']} MiB, mean {r['mean']} MiB, "

@@ -217,6 +217,7 @@ def main() -> None:
         for name in [*pods, node]:
             lab.delete_netns(name)
     figures, ratios = summary(json.loads(done.stdout))
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     b, r, ratio = figures["bridge"], figures["routed"], figures["ratio"]
     print(f"{len(pods)} pods on one node, {args.rounds} alternating rounds, in-process plugins")
     print(f"{'':<26}{'bridge':>10}{'routed':>10}{'routed/bridge':>15}")
