@@ -104,7 +104,7 @@ def _veth_to_underlay(lab: LabLayout, node: NodeLayout, ifname: str, bridge: str
 
 #: The machine's ARP and NDP tables (one each, shared by every namespace).
 NEIGHBOUR_LIMITS = ("/proc/sys/net/ipv4/neigh/default", "/proc/sys/net/ipv6/neigh/default")
-#: Entries one pod may need per network beyond its node's pods: gateway, probes across nodes.
+#: Entries one pod may need per network beyond the pods it shares a segment with.
 NEIGHBOURS_BEYOND_NODE = 8
 
 
@@ -119,7 +119,10 @@ def size_neighbour_tables(lab: LabLayout) -> list[str]:
     """
     per_node = max((len(n.pods) for n in lab.nodes), default=0)
     pods = sum(len(n.pods) for n in lab.nodes)
-    need = pods * (per_node + NEIGHBOURS_BEYOND_NODE) * (1 + len(lab.secondaries))
+    # The matrix makes every pod resolve: on the primary network its node's pods and the
+    # gateway; on a secondary (one L2 segment) every other pod. Nodes resolve their pods.
+    primary = pods * (per_node + NEIGHBOURS_BEYOND_NODE)
+    need = primary + len(lab.secondaries) * pods * (pods + NEIGHBOURS_BEYOND_NODE)
     changed = []
     for table in NEIGHBOUR_LIMITS:
         for name, wanted in (("gc_thresh3", need), ("gc_thresh2", need // 2)):
