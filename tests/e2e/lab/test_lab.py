@@ -134,6 +134,12 @@ def _routes6(node: NodeLayout) -> list[dict[str, Any]]:
     ]
 
 
+def _families(node: NodeLayout) -> list[bool]:
+    """Whether each of the vxlan's neighbour entries is IPv6, sorted."""
+    neighbours = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=node.netns)
+    return sorted(":" in e["dst"] for e in neighbours)
+
+
 @pytest.mark.parametrize("overlay", ["host-gw", "vxlan"])
 def test_dual_stack_pods_reach_each_other_over_ipv6_across_nodes(
     lab_name: str, overlay: str
@@ -157,14 +163,20 @@ def test_dual_stack_pods_reach_each_other_over_ipv6_across_nodes(
     else:  # over the IPv4 underlay: one FDB entry per peer, a neighbour per peer and family
         assert {r["dev"] for r in routes} == {"mnvx0"}
         assert sorted(e["dst"] for e in _fdb(first)) == sorted(str(n.address.ip) for n in others)
-        neighbours = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=first.netns)
-        assert sorted(":" in e["dst"] for e in neighbours) == [False, False, True, True]
+        assert _families(first) == [False, False, True, True]
     egress = subprocess.run(
         ["ip", "netns", "exec", first.netns, "nft", "list", "table", "inet", "multinic_podnet"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     v6_action = f"snat ip6 to {first.address6.ip}" if first.address6 else "masquerade"
     assert "ip6 saddr fd00:32:" in egress and v6_action in egress
+
+    run.remove_node(lab_name, others[-1].name)  # its IPv6 route (and VTEP) go from the others
+
+    assert _eventually(lambda: len(_routes6(first)) == 1)
+    if overlay == "vxlan":
+        assert _eventually(lambda: len(_fdb(first)) == 1)
+        assert _eventually(lambda: _families(first) == [False, True])
 
 
 def test_a_rebooted_node_s_addresses_are_reclaimed_by_gc(lab_name: str) -> None:
