@@ -7,12 +7,13 @@ neighbour entries, and the ``inet multinic_podnet`` nftables table. Pods
 are attached by ``multinic-bridge`` + ``multinic-host-local`` from the
 conflist it writes (the meta plugin's ``clusterNetwork``).
 
-Why a bridge and not routed veths (ptp): both were measured in this
-repository's plugin benchmarks at the same order of cost per ADD; the bridge
-gives pods of one node L2 adjacency (ARP between them, no per-pod host
-route to add and remove), keeps one gateway address per node rather than one
-per pod, and is what the seed's Antrea does (its OVS bridge, one gateway
-interface per node).
+Why a bridge and not routed veths (ptp): measured side by side
+(benchmarks/podnet_attach.py, docs/benchmarks.md), 50 pods on one node cost
+the same to ADD and DEL either way, and a TCP stream between two pods of a
+node runs at about half the rate when routed; the bridge also gives pods of
+one node L2 adjacency (no per-pod host route to add and remove), keeps one
+gateway address per node rather than one per pod, and is what the seed's
+Antrea does (its OVS bridge, one gateway interface per node).
 """
 
 from __future__ import annotations
