@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -155,10 +156,13 @@ def worker(pods: list[str], rounds: int) -> None:
     """Inside the node namespace: every round, each way; JSON on stdout."""
     scratch = Path(tempfile.mkdtemp(prefix="multinic-podnet-bench-"))
     out: dict[str, list[dict[str, Any]]] = {way: [] for way in WAYS}
-    for number in range(rounds):
-        order = list(WAYS) if number % 2 == 0 else list(reversed(WAYS))
-        for way in order:
-            out[way].append(one_round(way, pods, scratch))
+    try:
+        for number in range(rounds):
+            order = list(WAYS) if number % 2 == 0 else list(reversed(WAYS))
+            for way in order:
+                out[way].append(one_round(way, pods, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(out))
 
 
