@@ -110,6 +110,8 @@ def up(
         f"of {lay.fabric}, pod block {', '.join(lay.pod_block)}, {lay.underlay} underlay; "
         + ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items()),
     )
+    for change in report.host_changes:
+        render.line(console, "raised for the lab's size (kept after down): ", change)
     ok = True
     try:
         if picture is not None:
@@ -161,7 +163,8 @@ def _check(name: str, console: Any) -> bool:
         mine = [p for p in results if p.network == network]
         same = [p for p in mine if p.source_node == p.target_node]
         cross = [p for p in mine if p.source_node != p.target_node]
-        render.add_row(table, network, _count(same), _count(cross), how[network])
+        base = network.removesuffix(" (IPv6)")
+        render.add_row(table, network, _count(same), _count(cross), how[base])
     render.print_table(console, table)
     failed = [p for p in results if not p.ok]
     for p in failed[:20]:
@@ -224,7 +227,9 @@ def status(name: str | None, as_json: bool, picture: Path | None) -> None:
         render.line(console, "no labs on this machine")
     for doc in found:
         lab_doc = doc["lab"]
+        seen = {n for node in lab_doc["nodes"] for a in node["pods"].values() for n in a}
         networks = ["primary", *(s["name"] for s in lab_doc["secondaries"])]
+        networks += [f"{n} (IPv6)" for n in networks if f"{n} (IPv6)" in seen]
         table = render.table(
             f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)",
             ("node", "address", "pod CIDRs", "daemon", "pod", *networks),

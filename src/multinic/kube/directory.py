@@ -6,8 +6,10 @@ NetworkAttachmentDefinition objects one would ``kubectl apply``, in ``*.yaml``,
 a ``kind: List``); other kinds are ignored, so a directory of manifests can be
 pointed at as it is. A namespace left out is ``default``, as kubectl does.
 
-The directory is read again on every call, with no cache: an edit counts from
-the next request, and nothing depends on file times (tests need no sleeps).
+The directory is read again on every call: an edit counts from the next
+request, and nothing depends on file times (tests need no sleeps). Only the
+parsing is cached, keyed by a file's bytes: a lab of 500 pods spent 76 ms per
+look-up parsing the same unchanged pods file (docs/benchmarks.md, lab scale).
 
 The network-status annotation is not written into the YAML (that would lose
 people's comments and layout) but into ``<status dir>/<namespace>/<pod>.json``,
@@ -17,6 +19,7 @@ API server would.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -176,10 +179,16 @@ class DirectorySource:
         return str(record["annotation"])
 
 
+@functools.lru_cache(maxsize=64)
+def _documents(data: bytes) -> tuple[Any, ...]:
+    """The YAML documents of a file's bytes (shared between callers: never mutated)."""
+    return tuple(yaml.load_all(data, Loader=_Loader))
+
+
 def _objects_in(path: Path) -> Iterator[Mapping[str, Any]]:
     """Every object in one file: each document, and each item of a ``kind: List``."""
     try:
-        documents = list(yaml.load_all(path.read_bytes(), Loader=_Loader))
+        documents = _documents(path.read_bytes())
     except (OSError, yaml.YAMLError, RecursionError) as exc:
         raise DecodingError(f"{path}: not YAML", str(exc).replace("\n", " ")) from exc
     for document in documents:

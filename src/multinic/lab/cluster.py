@@ -104,6 +104,40 @@ def _veth_to_underlay(lab: LabLayout, node: NodeLayout, ifname: str, bridge: str
     return far
 
 
+#: The machine's ARP and NDP tables (one each, shared by every namespace).
+NEIGHBOUR_LIMITS = ("/proc/sys/net/ipv4/neigh/default", "/proc/sys/net/ipv6/neigh/default")
+#: Entries one pod may need per network beyond the pods it shares a segment with.
+NEIGHBOURS_BEYOND_NODE = 8
+
+
+def size_neighbour_tables(lab: LabLayout) -> list[str]:
+    """Raise (never lower) the kernel's neighbour table limits to what the lab needs.
+
+    A real node has its own kernel; the lab's nodes and pods share one, whose
+    ARP table holds ``gc_thresh3`` entries (1024 by default) across every
+    namespace. A lab of 10 x 50 pods overflowed it: neighbours were refused
+    (``table_fulls`` in /proc/net/stat/arp_cache) and pods did not answer.
+    Returns what changed, as ``path: old -> new``.
+    """
+    per_node = max((len(n.pods) for n in lab.nodes), default=0)
+    pods = sum(len(n.pods) for n in lab.nodes)
+    # The matrix makes every pod resolve: on the primary network its node's pods and the
+    # gateway; on a secondary (one L2 segment) every other pod. Nodes resolve their pods.
+    primary = pods * (per_node + NEIGHBOURS_BEYOND_NODE)
+    need = primary + len(lab.secondaries) * pods * (pods + NEIGHBOURS_BEYOND_NODE)
+    changed = []
+    for table in NEIGHBOUR_LIMITS:
+        for name, wanted in (("gc_thresh3", need), ("gc_thresh2", need // 2)):
+            path = Path(table) / name
+            if not path.exists():
+                continue  # not the machine's first namespace: its limits are not ours to see
+            old = int(path.read_text())
+            if old < wanted:
+                path.write_text(str(wanted))
+                changed.append(f"{path}: {old} -> {wanted}")
+    return changed
+
+
 def build_underlay(lab: LabLayout, state: LabState) -> None:
     state.add_namespace(lab.underlay_netns)
     nsutil.create_netns(lab.underlay_netns)
@@ -122,6 +156,10 @@ def build_node(lab: LabLayout, node: NodeLayout, state: LabState) -> None:
     mgmt_bridge = None if lab.underlay == "routed" else "br-mgmt"
     far = _veth_to_underlay(lab, node, lab.management, mgmt_bridge)
     nsutil.ip("addr", "add", str(node.address), "dev", lab.management, netns=node.netns)
+    if node.address6 is not None:  # unique by construction: no duplicate detection to wait for
+        nsutil.ip(
+            "addr", "add", str(node.address6), "dev", lab.management, "nodad", netns=node.netns
+        )
     if node.gateway is not None:
         nsutil.ip("addr", "add", str(node.gateway), "dev", far, netns=lab.underlay_netns)
         nsutil.ip(
@@ -365,20 +403,27 @@ def add_pods(
     paths: LabPaths,
     state: LabState,
     progress: Progress = _quiet,
-) -> None:
-    """Namespaces first (recorded), then every ADD at once, as kubelets on N nodes would."""
+) -> dict[str, float]:
+    """Namespaces first (recorded), then every ADD at once, as kubelets on N nodes would.
+
+    Returns each pod's ADD time in seconds (the shim's whole call, as a runtime sees it).
+    """
     todo = list(pods)
     for _, pod in todo:
         state.add_namespace(lab.pod_netns(pod))
         nsutil.create_netns(lab.pod_netns(pod))
+    seconds: dict[str, float] = {}
 
     def add(item: tuple[NodeLayout, str]) -> None:
+        began = time.monotonic()
         shim(lab, item[0], item[1], "ADD", paths)
+        seconds[item[1]] = time.monotonic() - began
         progress(item[1])
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo)))) as pool:
         for outcome in [pool.submit(add, item) for item in todo]:
             outcome.result()
+    return seconds
 
 
 def delete_pods(

@@ -122,6 +122,7 @@ def _layout_doc(layout: LabLayout) -> dict[str, Any]:
                 "address": str(n.address),
                 "gateway": None if n.gateway is None else str(n.gateway),
                 "pods": list(n.pods),
+                "address6": None if n.address6 is None else str(n.address6),
             }
             for n in layout.nodes
         ],
@@ -157,6 +158,7 @@ def layout_from_state(state: LabState) -> LabLayout:
                 ipaddress.IPv4Interface(n["address"]),
                 None if n["gateway"] is None else ipaddress.IPv4Interface(n["gateway"]),
                 tuple(n["pods"]),
+                None if n.get("address6") is None else ipaddress.IPv6Interface(n["address6"]),
             )
             for n in doc["nodes"]
         ),
@@ -168,6 +170,10 @@ def layout_from_state(state: LabState) -> LabLayout:
 class UpReport:
     layout: LabLayout
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Each pod's ADD time in seconds, as its runtime saw it.
+    attach: dict[str, float] = field(default_factory=dict)
+    #: Machine-wide settings the lab raised (neighbour table limits); ``down`` keeps them.
+    host_changes: list[str] = field(default_factory=list)
 
 
 def up(spec: LabSpec, progress: Progress = _quiet) -> UpReport:
@@ -212,6 +218,7 @@ def _build(
 ) -> None:
     began = time.monotonic()
     cluster.install_binaries(paths)
+    report.host_changes = cluster.size_neighbour_tables(layout)
     cluster.build_underlay(layout, state)
     for node in layout.nodes:
         cluster.build_node(layout, node, state)
@@ -225,7 +232,7 @@ def _build(
     report.seconds["daemons"] = time.monotonic() - mark
     progress("daemons ready")
     mark = time.monotonic()
-    cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
+    report.attach = cluster.add_pods(layout, layout.all_pods(), paths, state, progress)
     if l3_networks(layout):
         route_l3_pods(layout, addresses(layout, paths))
         progress("ipvlan l3 pods routed between nodes")
@@ -290,15 +297,15 @@ class Probe:
 
 
 def addresses(layout: LabLayout, paths: LabPaths) -> dict[str, dict[str, str]]:
-    """pod -> network -> its first IPv4 address on it (from the network-status annotation)."""
+    """pod -> network -> its first address on it (from the network-status annotation); the
+    IPv6 ones of a dual-stack network as the network ``<name> (IPv6)``."""
     found: dict[str, dict[str, str]] = {}
     for _, pod in layout.all_pods():
-        by_network = {}
+        by_network: dict[str, str] = {}
         for entry in cluster.pod_status(paths, pod):
-            v4 = [ip for ip in entry.get("ips", []) if ":" not in ip]
-            if v4:
-                name = "primary" if entry.get("default") else entry["name"].split("/")[-1]
-                by_network[name] = v4[0]
+            name = "primary" if entry.get("default") else entry["name"].split("/")[-1]
+            for ip in entry.get("ips", []):
+                by_network.setdefault(f"{name} (IPv6)" if ":" in ip else name, ip)
         found[pod] = by_network
     return found
 
@@ -306,7 +313,7 @@ def addresses(layout: LabLayout, paths: LabPaths) -> dict[str, dict[str, str]]:
 def probes(layout: LabLayout, paths: LabPaths) -> list[Probe]:
     where = {pod: node.name for node, pod in layout.all_pods()}
     known = addresses(layout, paths)
-    networks = ["primary", *(s.name for s in layout.secondaries)]
+    networks = list(dict.fromkeys(n for found in known.values() for n in found))
     out = []
     for network in networks:
         for source in where:

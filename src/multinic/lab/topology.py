@@ -42,6 +42,8 @@ class NodeLayout:
     #: Routed underlay: the underlay's address on this node's segment (the node's gateway).
     gateway: ipaddress.IPv4Interface | None
     pods: tuple[str, ...]  # pod names, also their namespaces' suffixes
+    #: Dual-stack plan on an L2 underlay: the node's IPv6 management address too.
+    address6: ipaddress.IPv6Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,16 @@ def _secondary(np: NetworkPlan) -> SecondaryLayout:
     )
 
 
+def _address6(cp: ClusterPlan, underlay: str, index: int) -> ipaddress.IPv6Interface | None:
+    """Node ``index``'s IPv6 address when the plan's node subnet has one and the nodes share
+    one segment (IPv6 pod CIDRs then route host-gw); a routed underlay stays IPv4, so they
+    cross it through VXLAN."""
+    subnet = cp.node.get(6)
+    if subnet is None or underlay == "routed":
+        return None
+    return ipaddress.IPv6Interface(f"{subnet.network_address + 10 + index}/{subnet.prefixlen}")
+
+
 def lab_layout(
     name: str,
     cp: ClusterPlan,
@@ -161,6 +173,7 @@ def lab_layout(
                 address=address,
                 gateway=gateway,
                 pods=tuple(f"pod-{i}-{j}" for j in range(1, pods + 1)),
+                address6=_address6(cp, underlay, i),
             )
         )
     return LabLayout(

@@ -12,8 +12,8 @@ from multinic.cni.errors import InvalidConfigError
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MODES = ("auto", "host-gw", "vxlan")
-#: Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
-VXLAN_OVERHEAD = 50
+#: Outer IP (IPv4 20, IPv6 40) + UDP 8 + VXLAN 8 + inner Ethernet 14, by outer family.
+VXLAN_OVERHEAD = {4: 50, 6: 70}
 
 FIELDS = frozenset(
     {
@@ -137,3 +137,12 @@ def parse_podnet_config(obj: object) -> PodNetConfig:
         data_dir=_absolute(obj, "dataDir", "/var/lib/multinic/podnet"),
         resync=float(resync),
     )
+
+
+def pod_mtu(uplink_mtu: int, mode: str, underlay_version: int) -> int:
+    """The pods' MTU: the uplink's, less VXLAN's headers unless every peer is host-gw.
+
+    Mode ``auto`` may reach some peers through VXLAN, and one MTU serves every
+    pod of the node, so it pays the overhead too.
+    """
+    return uplink_mtu if mode == "host-gw" else uplink_mtu - VXLAN_OVERHEAD[underlay_version]

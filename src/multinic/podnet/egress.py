@@ -23,18 +23,19 @@ def egress_script(
     keep_inside: Sequence[IPNetwork],
     addresses: Sequence[IPAddress],
 ) -> str:
-    """The table: for each family with a node address, SNAT what leaves ``keep_inside``."""
+    """The table: per pod CIDR, what leaves ``keep_inside`` is SNATed to the node's address
+    of its family, or masqueraded (the outgoing interface's address) when the node has
+    none of that family (an IPv6 pod CIDR on an IPv4 underlay)."""
     rules = []
     for cidr in pod_cidrs:
         family = "ip" if cidr.version == 4 else "ip6"
         node = [a for a in addresses if a.version == cidr.version]
         inside = [str(p) for p in keep_inside if p.version == cidr.version]
-        if not node:
-            continue
         match = f"{family} saddr {cidr}"
         if inside:
             match += f" {family} daddr != {{ {', '.join(inside)} }}"
-        rules.append(f'    {match} snat {family} to {node[0]} comment "podnet egress"')
+        action = f"snat {family} to {node[0]}" if node else "masquerade"
+        rules.append(f'    {match} {action} comment "podnet egress"')
     return "\n".join(
         [
             f"table inet {TABLE}",

@@ -7,12 +7,13 @@ neighbour entries, and the ``inet multinic_podnet`` nftables table. Pods
 are attached by ``multinic-bridge`` + ``multinic-host-local`` from the
 conflist it writes (the meta plugin's ``clusterNetwork``).
 
-Why a bridge and not routed veths (ptp): both were measured in this
-repository's plugin benchmarks at the same order of cost per ADD; the bridge
-gives pods of one node L2 adjacency (ARP between them, no per-pod host
-route to add and remove), keeps one gateway address per node rather than one
-per pod, and is what the seed's Antrea does (its OVS bridge, one gateway
-interface per node).
+Why a bridge and not routed veths (ptp): measured side by side
+(benchmarks/podnet_attach.py, docs/benchmarks.md), 50 pods on one node cost
+the same to ADD and DEL either way, and a TCP stream between two pods of a
+node runs at about half the rate when routed; the bridge also gives pods of
+one node L2 adjacency (no per-pod host route to add and remove), keeps one
+gateway address per node rather than one per pod, and is what the seed's
+Antrea does (its OVS bridge, one gateway interface per node).
 """
 
 from __future__ import annotations
@@ -29,9 +30,21 @@ from typing import Any
 from multinic import dataplane as dp
 from multinic.cni.errors import InvalidConfigError
 from multinic.podnet import routing
-from multinic.podnet.config import VXLAN_OVERHEAD, PodNetConfig
+from multinic.podnet.config import PodNetConfig, pod_mtu
 from multinic.podnet.egress import ensure_egress, remove_egress
 from multinic.podnet.registry import KubeNodeList, NodeEntry, NodeList, StoreRegistry
+
+
+def _ensure_addresses(
+    ns: dp.Netns, link: dp.Link, wanted: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]
+) -> None:
+    """Add the missing ones; IPv6 without duplicate detection: the addresses are ours by
+    construction (from the node's own CIDR) and a tentative gateway would not answer
+    the pods' first neighbour solicitations."""
+    present = set(dp.list_addresses(ns, link))
+    for address in wanted:
+        if address not in present:
+            dp.add_address(ns, link, address, nodad=address.version == 6)
 
 
 class PodNetwork:
@@ -69,15 +82,15 @@ class PodNetwork:
     def join(self) -> NodeEntry:
         """Register this node (standalone) or find its CIDRs (API); set up its devices."""
         with self._ns() as ns:
-            address = routing.uplink_address(ns, self.config.uplink)
+            addresses = routing.uplink_addresses(ns, self.config.uplink)
             uplink_mtu = dp.get_link(ns, self.config.uplink).mtu
         if self.registry is not None:
-            me = self.registry.join(self.config.node_name, address)
+            me = self.registry.join(self.config.node_name, addresses[0], addresses)
         elif isinstance(self.nodes, KubeNodeList):
             me = self.nodes.find(self.config.node_name)
         else:
             raise InvalidConfigError("podnet: no registry and no API to find this node's CIDRs")
-        self.mtu = uplink_mtu - VXLAN_OVERHEAD if self.uses_vxlan else uplink_mtu
+        self.mtu = pod_mtu(uplink_mtu, self.config.mode, me.address.version)
         self.me = me
         self._set_up(me)
         return me
@@ -88,11 +101,11 @@ class PodNetwork:
                 key = "net.ipv4.ip_forward" if version == 4 else "net.ipv6.conf.all.forwarding"
                 dp.write_sysctl(ns, key, "1")
             bridge = dp.ensure_bridge(ns, self.config.bridge, mtu=self.mtu)
-            present = set(dp.list_addresses(ns, bridge))
-            for cidr in me.pod_cidrs:
-                gateway = ipaddress.ip_interface(f"{cidr.network_address + 1}/{cidr.prefixlen}")
-                if gateway not in present:
-                    dp.add_address(ns, bridge, gateway)
+            gateways = [
+                ipaddress.ip_interface(f"{cidr.network_address + 1}/{cidr.prefixlen}")
+                for cidr in me.pod_cidrs
+            ]
+            _ensure_addresses(ns, bridge, gateways)
             if self.uses_vxlan:
                 self._ensure_vxlan(ns, me)
             dp.run_in_netns(
@@ -100,7 +113,7 @@ class PodNetwork:
                 lambda: ensure_egress(
                     me.pod_cidrs,
                     [*self.config.pod_block, *self.config.service_block] or list(me.pod_cidrs),
-                    [me.address],
+                    me.addresses or (me.address,),
                 ),
             )
 
@@ -122,12 +135,12 @@ class PodNetwork:
                 mtu=self.mtu,
                 mac=mac,
             )
-        present = set(dp.list_addresses(ns, link))
-        for cidr in me.pod_cidrs:
-            if cidr.version == me.address.version:
-                vtep = ipaddress.ip_interface(f"{routing.vtep_ip(cidr)}/{cidr.max_prefixlen}")
-                if vtep not in present:
-                    dp.add_address(ns, link, vtep)
+        # A VTEP address per pod CIDR, IPv6 too: the tunnel carries either family.
+        vteps = [
+            ipaddress.ip_interface(f"{routing.vtep_ip(cidr)}/{cidr.max_prefixlen}")
+            for cidr in me.pod_cidrs
+        ]
+        _ensure_addresses(ns, link, vteps)
         dp.set_up(ns, link)
 
     def conflist(self) -> dict[str, Any]:

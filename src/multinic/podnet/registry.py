@@ -35,8 +35,17 @@ class NodeEntry(NamedTuple):
     """A node of the primary network."""
 
     name: str
+    #: The underlay address VXLAN runs over (IPv4 when the node has one).
     address: IPAddress
     pod_cidrs: tuple[IPNetwork, ...]
+    #: Every underlay address (one per family, ``address`` included): host-gw routes a
+    #: pod CIDR via the node's address of the CIDR's family.
+    addresses: tuple[IPAddress, ...] = ()
+
+    def underlay(self, version: int) -> IPAddress | None:
+        """The node's underlay address of IP ``version``, if it has one."""
+        found = [a for a in (self.address, *self.addresses) if a.version == version]
+        return found[0] if found else None
 
 
 class NodeList(Protocol):
@@ -68,6 +77,8 @@ def _entry(name: str, doc: Mapping[str, Any]) -> NodeEntry:
         name,
         ipaddress.ip_address(doc["address"]),
         tuple(ipaddress.ip_network(c) for c in doc["podCIDRs"]),
+        # Entries written before dual-stack have only "address".
+        tuple(ipaddress.ip_address(a) for a in doc.get("addresses", [doc["address"]])),
     )
 
 
@@ -106,16 +117,18 @@ class StoreRegistry:
             item = store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
         return [_entry(name, doc) for name, doc in sorted(_decode(item.value).items())]
 
-    def join(self, name: str, address: IPAddress) -> NodeEntry:
-        """Register ``name`` at ``address``; it keeps the CIDRs it had (a restart, a reboot)."""
+    def join(self, name: str, address: IPAddress, addresses: Sequence[IPAddress] = ()) -> NodeEntry:
+        """Register ``name`` at ``address`` (and its other underlay ``addresses``); it keeps
+        the CIDRs it had (a restart, a reboot)."""
+        every = tuple(dict.fromkeys((address, *addresses)))
 
         def attempt() -> NodeEntry:
             with self._store() as store:
-                return self._join(store, name, address)
+                return self._join(store, name, every)
 
         return retry_cas(attempt, deadline_after(DEADLINE), what=f"podnet: join node {name}")
 
-    def _join(self, store: Store, name: str, address: IPAddress) -> NodeEntry:
+    def _join(self, store: Store, name: str, addresses: tuple[IPAddress, ...]) -> NodeEntry:
         item = store.snapshot([self.key], deadline=deadline_after(DEADLINE))[self.key]
         doc = _decode(item.value)
         mine = doc.get(name)
@@ -124,7 +137,11 @@ class StoreRegistry:
             if mine is not None
             else [str(self._allocate(block, name, doc)) for block in self.pod_block]
         )
-        doc[name] = {"address": str(address), "podCIDRs": cidrs}
+        doc[name] = {
+            "address": str(addresses[0]),
+            "addresses": [str(a) for a in addresses],
+            "podCIDRs": cidrs,
+        }
         self._commit(store, item.revision, doc)
         return _entry(name, doc[name])
 
@@ -161,6 +178,15 @@ class StoreRegistry:
             raise Conflict
 
 
+def _ips(texts: Sequence[str]) -> tuple[IPAddress, ...]:
+    """The IP addresses among a Node's addresses (it lists host names too)."""
+    found = []
+    for text in texts:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_address(text))
+    return tuple(found)
+
+
 class KubeNodeList:
     """Nodes and their ``spec.podCIDRs`` from the API server (``list_nodes`` of the source)."""
 
@@ -172,11 +198,15 @@ class KubeNodeList:
         for node in self.source.list_nodes():
             if not node.pod_cidrs or not node.addresses:
                 continue  # not allocated yet: the next resync sees it
+            every = _ips(node.addresses)
+            if not every:
+                continue
             found.append(
                 NodeEntry(
                     node.name,
-                    ipaddress.ip_address(node.addresses[0]),
+                    every[0],
                     tuple(ipaddress.ip_network(c) for c in node.pod_cidrs),
+                    every,
                 )
             )
         return found

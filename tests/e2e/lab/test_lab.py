@@ -114,6 +114,62 @@ def test_vxlan_lab_and_a_node_that_leaves(lab_name: str) -> None:
     assert _failed(lab_name, lambda p: p.source in remaining and p.target in remaining) == []
 
 
+DUAL_STACK_FABRIC = run.DEFAULT_FABRIC.with_name("fabric-dual-stack.yaml")
+
+
+def _routes6(node: NodeLayout) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in nsutil.ip_json("-6", "route", "show", "proto", "77", netns=node.netns)
+        if not r["dst"].startswith("fe80")
+    ]
+
+
+def _families(node: NodeLayout) -> list[bool]:
+    """Whether each of the vxlan's neighbour entries is IPv6, sorted."""
+    neighbours = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=node.netns)
+    return sorted(":" in e["dst"] for e in neighbours)
+
+
+@pytest.mark.parametrize("overlay", ["host-gw", "vxlan"])
+def test_dual_stack_pods_reach_each_other_over_ipv6_across_nodes(
+    lab_name: str, overlay: str
+) -> None:
+    layout = _up(
+        lab_name, fabric=DUAL_STACK_FABRIC, nodes=3, pods=2, secondaries=1, overlay=overlay
+    )
+
+    results = run.check(lab_name)
+    assert [p for p in results if not p.ok] == []
+    across6 = [
+        p for p in results if p.network == "primary (IPv6)" and p.source_node != p.target_node
+    ]
+    assert len(across6) == 6 * 4 and all(":" in p.address for p in across6)
+    first, *others = layout.nodes
+    routes = _routes6(first)
+    assert len(routes) == 2 and all(r["dst"].startswith("fd00:32:") for r in routes)
+    if overlay == "host-gw":  # the peers' IPv6 management addresses, on the shared segment
+        assert {r["gateway"] for r in routes} == {str(n.address6.ip) for n in others if n.address6}
+        assert {r["dev"] for r in routes} == {layout.management}
+    else:  # over the IPv4 underlay: one FDB entry per peer, a neighbour per peer and family
+        assert {r["dev"] for r in routes} == {"mnvx0"}
+        assert sorted(e["dst"] for e in _fdb(first)) == sorted(str(n.address.ip) for n in others)
+        assert _families(first) == [False, False, True, True]
+    egress = subprocess.run(
+        ["ip", "netns", "exec", first.netns, "nft", "list", "table", "inet", "multinic_podnet"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    v6_action = f"snat ip6 to {first.address6.ip}" if first.address6 else "masquerade"
+    assert "ip6 saddr fd00:32:" in egress and v6_action in egress
+
+    run.remove_node(lab_name, others[-1].name)  # its IPv6 route (and VTEP) go from the others
+
+    assert _eventually(lambda: len(_routes6(first)) == 1)
+    if overlay == "vxlan":
+        assert _eventually(lambda: len(_fdb(first)) == 1)
+        assert _eventually(lambda: _families(first) == [False, True])
+
+
 def test_a_rebooted_node_s_addresses_are_reclaimed_by_gc(lab_name: str) -> None:
     layout = _up(lab_name, nodes=2, pods=2, secondaries=2)
     state, _, paths = run.require(lab_name)
