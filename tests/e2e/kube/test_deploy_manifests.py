@@ -24,19 +24,24 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-import yaml
 
 from multinic import __version__
 from multinic.ipam import kube_store
 from multinic.node.config import NodeConfig, load_node_config
-from tests.support.kube import ROOT, KubeCluster
+from tests.support.deploy import (
+    CONFIG_FILE,
+    DAEMONSET_FILE,
+    DEPLOY,
+    daemonset,
+    documents,
+    node_identity,
+    node_yaml,
+    service_account,
+    the_one,
+)
+from tests.support.kube import KubeCluster
 
-DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted(DEPLOY.glob("*.yaml")) + sorted((DEPLOY / "crds").glob("*.yaml"))
-NAMESPACE_FILE = DEPLOY / "00-namespace.yaml"
-RBAC_FILE = DEPLOY / "10-rbac.yaml"
-CONFIG_FILE = DEPLOY / "20-node-config.yaml"
-DAEMONSET_FILE = DEPLOY / "30-node-daemonset.yaml"
 
 #: What the node daemon asks of the API, and where in the code: (verb, resource).
 DAEMON_REQUESTS = [
@@ -64,25 +69,6 @@ NOT_ALLOWED = [
 ]
 
 
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def the_one(path: Path, kind: str) -> dict[str, Any]:
-    found = [doc for doc in documents(path) if doc["kind"] == kind]
-    assert len(found) == 1, f"{path.name}: {len(found)} {kind} objects"
-    return found[0]
-
-
-def daemonset() -> dict[str, Any]:
-    return the_one(DAEMONSET_FILE, "DaemonSet")
-
-
-def node_yaml() -> str:
-    text: str = the_one(CONFIG_FILE, "ConfigMap")["data"]["node.yaml"]
-    return text
-
-
 def load_config(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> NodeConfig:
     """The config as the daemon in the DaemonSet reads it (NODE_NAME from the downward API)."""
     monkeypatch.setenv("NODE_NAME", "h14deploy-node-1")
@@ -104,21 +90,8 @@ def container(ds: dict[str, Any], name: str, init: bool = False) -> dict[str, An
 
 @pytest.fixture(scope="module")
 def deploy_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    """The namespace and RBAC of deploy/, applied for real; removed after, if they were new."""
-    ns = the_one(NAMESPACE_FILE, "Namespace")["metadata"]["name"]
-    objects = [("namespace", ns), ("clusterrole", "multinic-node")]
-    objects.append(("clusterrolebinding", "multinic-node"))
-    new = [
-        (kind, name)
-        for kind, name in objects
-        if kube_cluster.kubectl("get", kind, name, check=False).returncode != 0
-    ]
-    try:
-        kube_cluster.kubectl("apply", "-f", str(NAMESPACE_FILE), "-f", str(RBAC_FILE))
-        yield ns
-    finally:
-        for kind, name in new:
-            kube_cluster.kubectl("delete", kind, name, "--wait=true", check=False)
+    with node_identity(kube_cluster) as (namespace, _):
+        yield namespace
 
 
 def dry_run(cluster: KubeCluster, *args: str, stdin: str | None = None) -> Any:
@@ -161,9 +134,8 @@ def test_the_dry_run_refuses_a_daemonset_with_a_misspelt_field(
 
 
 def service_account_user() -> str:
-    ds = daemonset()
-    account = ds["spec"]["template"]["spec"]["serviceAccountName"]
-    return f"system:serviceaccount:{ds['metadata']['namespace']}:{account}"
+    namespace, name = service_account()
+    return f"system:serviceaccount:{namespace}:{name}"
 
 
 def can_i(cluster: KubeCluster, verb: str, resource: str) -> bool:
