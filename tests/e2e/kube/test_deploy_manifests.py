@@ -19,6 +19,7 @@ had them before (tests/e2e/kube_ipam applies them too).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -128,6 +129,32 @@ def test_the_dry_run_refuses_a_daemonset_with_a_misspelt_field(
     done = dry_run(kube_cluster, "-f", "-", stdin=json.dumps(broken))
     assert done.returncode != 0
     assert "mountPropogation" in done.stderr
+
+
+def test_the_admins_apply_and_delete_work_on_a_cluster_without_multinic(
+    kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    """For real, in file order: the namespace must exist before what lives in it. A copy
+    with names of this test's own, so the session's other users of deploy/ are not met."""
+    token = secrets.token_hex(4)
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    for manifest in DEPLOY.glob("*.yaml"):
+        text = manifest.read_text().replace("multinic-system", f"h14deploy-system-{token}")
+        (copy / manifest.name).write_text(text.replace("multinic-node", f"h14deploy-{token}"))
+    namespace = f"h14deploy-system-{token}"
+    try:
+        applied = kube_cluster.kubectl("apply", "-f", str(copy), check=False)
+        assert applied.returncode == 0, applied.stderr
+        ds = kube_cluster.get_object("daemonset", f"h14deploy-{token}", namespace)
+        assert ds["spec"]["template"]["spec"]["serviceAccountName"] == f"h14deploy-{token}"
+        deleted = kube_cluster.kubectl("delete", "-f", str(copy), "--wait=true", check=False)
+        assert deleted.returncode == 0, deleted.stderr
+        assert kube_cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0
+        left = kube_cluster.kubectl("get", "clusterrole", f"h14deploy-{token}", check=False)
+        assert left.returncode != 0
+    finally:
+        kube_cluster.kubectl("delete", "-f", str(copy), "--ignore-not-found", check=False)
 
 
 # -- the service account may do what the daemon does ---------------------------------------
