@@ -170,3 +170,28 @@ def test_install_plugins_from_a_checkout_says_the_executables_depend_on_it(tmp_p
     assert done.exit_code == 0
     assert installed_from_source()  # the test suite runs from the editable checkout
     assert "runs from the source tree" in done.stderr and "pip install" in done.stderr
+
+
+def test_install_plugins_only_writes_the_executables_named(tmp_path: Path) -> None:
+    # A DaemonSet's init container puts only the shim on its host (deploy/, docs/deploy.md).
+    from click.testing import CliRunner
+
+    from multinic.cli.main import cli
+
+    done = CliRunner().invoke(cli, ["install-plugins", "--only", "multinic-shim", str(tmp_path)])
+
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multinic-shim"]
+
+
+def test_install_plugins_only_an_unknown_name_is_refused_writing_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from multinic.cli.main import cli
+
+    target = tmp_path / "bin"
+    done = CliRunner().invoke(cli, ["install-plugins", "--only", "multinic-shin", str(target)])
+
+    assert done.exit_code == 2
+    assert "multinic-shin" in done.stderr and "multinic-shim" in done.stderr
+    assert not target.exists()

@@ -31,12 +31,21 @@ cli.add_command(lab)
 
 @cli.command("install-plugins")
 @click.argument("bin_dir", type=click.Path(file_okay=False))
-def install_plugins_command(bin_dir: str) -> None:
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="NAME",
+    help="Write only this executable (repeatable), e.g. multinic-shim for a DaemonSet's host.",
+)
+def install_plugins_command(bin_dir: str, only: tuple[str, ...]) -> None:
     """Write multinic's plugin executables into BIN_DIR (for example /opt/cni/bin)."""
     from multinic.plugins.install import install_plugins, installed_from_source, package_root
 
     try:
-        written = install_plugins(bin_dir)
+        written = install_plugins(bin_dir, only=only)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot install plugins into {bin_dir}: {exc}") from exc
     for path in written:

@@ -9,6 +9,7 @@ leave a default in place.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +52,9 @@ DAEMON_FIELDS = frozenset(
     }
 )
 DEFAULT_BIN_DIR = Path("/opt/cni/bin")
+#: Where ``podnet.nodeName`` comes from when the file leaves it out: one ConfigMap
+#: serves every node of a DaemonSet, whose downward API sets this variable per pod.
+NODE_NAME_VARIABLE = "NODE_NAME"
 
 
 class NodeConfig(NamedTuple):
@@ -99,9 +103,24 @@ def parse_node_config(obj: Mapping[str, Any]) -> NodeConfig:
         daemon,
         _path(obj, "stateDir") or DEFAULT_STATE_DIR,
         tuple(_absolute(d, "binDir") for d in dirs),
-        None if obj.get("podnet") is None else parse_podnet_config(obj["podnet"]),
+        _podnet(obj.get("podnet")),
         _reconcile(obj.get("ipamReconcile"), meta.kubeconfig),
     )
+
+
+def _podnet(value: object) -> PodNetConfig | None:
+    """The ``podnet`` section; without ``nodeName``, the node's name is $NODE_NAME."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and "nodeName" not in value:
+        node_name = os.environ.get(NODE_NAME_VARIABLE)
+        if not node_name:
+            raise InvalidConfigError(
+                "invalid podnet config",
+                f"nodeName: required (or the {NODE_NAME_VARIABLE} environment variable)",
+            )
+        value = {**value, "nodeName": node_name}
+    return parse_podnet_config(value)
 
 
 def _reconcile(value: object, kubeconfig: Path | None) -> ReconcileSettings | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 
 from multinic.plugins.registry import PLUGINS
 
@@ -101,20 +102,31 @@ def _content(plugin_type: str, python: str | None, compiled: str | None) -> byte
 
 
 def install_plugins(
-    bin_dir: str, python: str | None = None, *, use_compiled_shim: bool = True
+    bin_dir: str,
+    python: str | None = None,
+    *,
+    use_compiled_shim: bool = True,
+    only: Collection[str] = (),
 ) -> list[str]:
-    """Write every plugin's executable into ``bin_dir``; returns their paths, sorted.
+    """Write every plugin's executable (or those named in ``only``) into ``bin_dir``;
+    returns their paths, sorted.
 
+    A node daemon's image installs ``only=["multinic-shim"]`` onto its host: the
+    host runs nothing else of ours, and a Python executable written in the image
+    would name the image's interpreter, which the host does not have.
     ``multinic-shim`` is the compiled one when it was built (it starts in about
     a millisecond, the Python one in about 20), unless ``use_compiled_shim`` is
     false. Each file is written beside its final name and renamed over it, so a
     runtime executing the old one meanwhile never sees a half-written file
     (and never gets "text file busy").
     """
+    unknown = sorted(set(only) - set(EXECUTABLES))
+    if unknown:
+        raise ValueError(f"no such executable {unknown}; known: {sorted(EXECUTABLES)}")
     os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     compiled = compiled_shim() if use_compiled_shim else None
     written = []
-    for plugin_type in sorted(EXECUTABLES):
+    for plugin_type in sorted(only or EXECUTABLES):
         target = os.path.join(bin_dir, plugin_type)
         partial = f"{target}.tmp-{os.getpid()}"
         try:

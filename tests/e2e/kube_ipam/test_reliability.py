@@ -1,7 +1,7 @@
 """multinic-ipam on the Kubernetes store, as a runtime runs it, while things die.
 
 * 10 nodes (processes) x 100 ADDs, each the installed executable, as the node
-  daemon's service account with only deploy/rbac.yaml's rights: no address
+  daemon's service account with only deploy/10-rbac.yaml's rights: no address
   twice, and after DEL of everything the pool is empty.
 * The API server SIGKILLed and restarted in the middle of a run (a control
   plane of the test's own): every ADD succeeds or answers code 11, none twice,
@@ -32,8 +32,8 @@ from tests.support.kube import ROOT, KubeCluster
 from tests.support.node_workers import Worker
 
 NETWORK = "kube-e2e-net"
-#: The node daemon's identity, as deploy/rbac.yaml names it.
-NODE_USER = "system:serviceaccount:kube-system:multinic-node"
+#: The node daemon's identity, as deploy/10-rbac.yaml names it.
+NODE_USER = "system:serviceaccount:multinic-system:multinic-node"
 
 
 def network_config(kubeconfig: Path, scope: str, deadline: float = 60.0) -> dict[str, Any]:
@@ -56,8 +56,11 @@ def network_config(kubeconfig: Path, scope: str, deadline: float = 60.0) -> dict
 
 
 def node_kubeconfig(cluster: KubeCluster) -> Path:
-    """A kubeconfig that is the node daemon's service account, with deploy/rbac.yaml applied."""
-    cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac.yaml"))
+    """A kubeconfig that is the node daemon's service account, with deploy/10-rbac.yaml applied."""
+    deploy = ROOT / "deploy"
+    cluster.kubectl(
+        "apply", "-f", str(deploy / "00-namespace.yaml"), "-f", str(deploy / "10-rbac.yaml")
+    )
     return cluster.user_kubeconfig(NODE_USER, ("system:serviceaccounts",))
 
 

@@ -57,6 +57,32 @@ def test_the_ipam_reconciler_section(tmp_path: Path) -> None:
     assert on.ipam_reconcile is not None and on.ipam_reconcile.kubeconfig is None  # in-cluster
 
 
+PODNET = (
+    "clusterNetwork: c\npodnet: {store: {type: kubernetes}, podBlock: 10.32.0.0/16, uplink: eth0}\n"
+)
+
+
+def test_podnet_node_name_comes_from_node_name_variable_when_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One ConfigMap serves every node; the DaemonSet's downward API sets NODE_NAME.
+    monkeypatch.setenv("NODE_NAME", "worker-7")
+    config = load_node_config(write(tmp_path, PODNET))
+    assert config.podnet is not None and config.podnet.node_name == "worker-7"
+    given = load_node_config(write(tmp_path, PODNET.replace("uplink:", "nodeName: n1, uplink:")))
+    assert given.podnet is not None and given.podnet.node_name == "n1"  # the file wins
+
+
+def test_podnet_without_node_name_or_variable_is_code_7_naming_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    with pytest.raises(InvalidConfigError) as caught:
+        load_node_config(write(tmp_path, PODNET))
+    assert "nodeName" in str(caught.value) and "NODE_NAME" in str(caught.value)
+    assert caught.value.code == 7
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
