@@ -279,15 +279,7 @@ class RestClient:
         payload = None if body is None else json.dumps(body).encode()
         conn = self._conn
         if conn is None:
-            if self._context is not None:
-                conn = http.client.HTTPSConnection(
-                    self.access.host, self.access.port, timeout=timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(
-                    self.access.host, self.access.port, timeout=timeout
-                )
-            self._conn = conn
+            conn = self._conn = self._connection(timeout)
         self.requests += 1
         try:
             conn.timeout = timeout
@@ -312,6 +304,44 @@ class RestClient:
                 f"{self.access.server} answered {status}: {_message(answer)}",
             )
         return status, answer
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._context is not None:
+            return http.client.HTTPSConnection(
+                self.access.host, self.access.port, timeout=timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self.access.host, self.access.port, timeout=timeout)
+
+    def first_event(self, path: str, *, timeout: float) -> dict[str, Any] | None:
+        """The first event of the watch ``path`` (``?watch=1...``), on a connection of its own.
+
+        None when nothing came within ``timeout`` seconds or the server ended the
+        watch (its ``timeoutSeconds``); the connection is closed either way.
+        """
+        conn = self._connection(timeout)
+        what = f"watch {path}"
+        try:
+            conn.request("GET", path, None, self._headers(None))
+            response = conn.getresponse()
+            if response.status != 200:
+                status, data = response.status, response.read()
+            else:
+                line = response.readline()
+                return dict(json.loads(line)) if line.strip() else None
+        except TimeoutError:
+            return None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KubeUnavailableError(
+                f"Kubernetes API server unreachable: {what}",
+                f"{self.access.server}: {type(exc).__name__}: {exc}",
+            ) from exc
+        finally:
+            conn.close()
+        kind = KubeUnavailableError if status in RETRY_STATUSES else KubeRequestError
+        raise kind(
+            f"Kubernetes API server refused to {what}",
+            f"{self.access.server} answered {status}: {data[:200].decode(errors='replace')}",
+        )
 
 
 def _message(answer: Any) -> str:
