@@ -53,6 +53,23 @@ def lab() -> None:
     "each node on its own routed segment, so pods cross nodes through VXLAN.",
 )
 @click.option(
+    "--store",
+    type=click.Choice(["sqlite", "etcd"]),
+    default="sqlite",
+    show_default=True,
+    help="The cluster store of both IPAMs: embedded SQLite, or a 3-member etcd the lab runs.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Run against this API server: Nodes registered, pod CIDRs from its "
+    "controller-manager, NADs and Pods as API objects (docs/lab.md).",
+)
+@click.option(
+    "--pod-block",
+    help="With --kubeconfig: the controller-manager's --cluster-cidr (default: the plan's).",
+)
+@click.option(
     "--check/--no-check",
     "then_check",
     default=True,
@@ -73,6 +90,9 @@ def up(
     pods: int,
     secondaries: int,
     overlay: str,
+    store: str,
+    kubeconfig: Path | None,
+    pod_block: str | None,
     then_check: bool,
     picture: Path | None,
     down_after: bool,
@@ -83,7 +103,9 @@ def up(
 
     console = render.console(stderr=True)
     spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
-                       overlay=overlay, cluster=cluster)  # fmt: skip
+                       overlay=overlay, cluster=cluster, store=store,
+                       kubeconfig=None if kubeconfig is None else kubeconfig.resolve(),
+                       pod_block=pod_block)  # fmt: skip
     if fabric is not None:
         spec.fabric = fabric
     try:

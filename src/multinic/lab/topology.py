@@ -65,6 +65,8 @@ class LabLayout:
     data_plane: tuple[str, ...]
     secondaries: tuple[SecondaryLayout, ...]
     nodes: tuple[NodeLayout, ...] = field(default_factory=tuple)
+    #: The pods' Kubernetes namespace (against an API server: the lab's own, named as the lab).
+    namespace: str = POD_NAMESPACE
 
     @property
     def underlay_netns(self) -> str:

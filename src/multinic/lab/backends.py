@@ -1,0 +1,162 @@
+"""Where a lab keeps its cluster state: the store (SQLite or a 3-member etcd) and the objects
+(a directory, or a real API server).
+
+``lab up`` records each part in the lab's state before it exists (an etcd
+member's pid, the API namespace and Node names) and ``lab down`` removes it
+from that record alone: API objects, the API relay, the etcd members.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from multinic.kube.rest import load_access
+from multinic.lab import cluster, kube
+from multinic.lab import etcd as lab_etcd
+from multinic.lab import netns as nsutil
+from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.state import LabState
+from multinic.lab.topology import LabLayout
+
+#: Seconds for the API relay to listen in every node namespace.
+RELAY_START_TIMEOUT = 30.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+STORES = ("sqlite", "etcd")
+
+Progress = Callable[[str], None]
+
+
+def start_store(store: str, paths: LabPaths, state: LabState, progress: Progress) -> None:
+    """The store section both IPAMs use, written where every part of the lab reads it."""
+    if store not in STORES:
+        raise LabError(f"store {store!r}: the lab runs on {' or '.join(STORES)}")
+    section: dict[str, Any] = {"type": "sqlite", "path": str(paths.db)}
+    if store == "etcd":
+        started = lab_etcd.start_cluster(paths.root / "etcd")
+        for name, pid in started.pids.items():
+            state.set_helper(name, pid)
+        lab_etcd.wait_healthy(started.endpoints)
+        section = {"type": "etcd", "endpoints": started.endpoints}
+        progress("etcd ready")
+    paths.backend_file.write_text(json.dumps({"store": section}))
+
+
+def use_api(kubeconfig: Path, layout: LabLayout, paths: LabPaths, state: LabState) -> None:
+    """Check the API server has none of the lab's objects yet, then record what the lab will
+    make there (so ``lab down`` removes exactly that)."""
+    api = kube.LabApi(str(kubeconfig))
+    try:
+        if api.get(kube.namespace_path(layout.namespace)) is not None:
+            raise LabError(f"namespace {layout.namespace} already exists in the API server")
+        for node in layout.nodes:
+            if api.get(kube.node_path(node.name)) is not None:
+                raise LabError(f"Node {node.name} already exists in the API server")
+    finally:
+        api.close()
+    state.data["kube"] = {
+        "kubeconfig": str(kubeconfig),
+        "namespace": layout.namespace,
+        "nodes": [node.name for node in layout.nodes],
+    }
+    state.save()
+    doc = json.loads(paths.backend_file.read_text())
+    paths.backend_file.write_text(json.dumps({**doc, "kubeconfig": str(kubeconfig)}))
+
+
+def make_objects(
+    layout: LabLayout,
+    paths: LabPaths,
+    state: LabState,
+    objects: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    progress: Progress,
+) -> None:
+    """Namespace, Nodes (until they have pod CIDRs), NADs and Pods in the API server, and
+    the relay that lets the node namespaces reach it."""
+    kubeconfig = state.data["kube"]["kubeconfig"]
+    api = kube.LabApi(kubeconfig)
+    try:
+        kube.create_namespace(api, layout.namespace)
+        for node in layout.nodes:
+            kube.register_node(api, layout.name, node.name, str(node.address.ip))
+        cidrs = kube.wait_pod_cidrs(api, [node.name for node in layout.nodes])
+        _check_in_pod_block(layout, cidrs)
+        progress("Nodes registered, pod CIDRs allocated")
+        uids = kube.create_objects(api, layout.namespace, *objects)
+    finally:
+        api.close()
+    paths.uids_file.write_text(json.dumps(uids))
+    _start_relay(kubeconfig, layout, paths, state)
+
+
+def _check_in_pod_block(layout: LabLayout, cidrs: dict[str, list[str]]) -> None:
+    blocks = [ipaddress.ip_network(b) for b in layout.pod_block]
+    for node, mine in cidrs.items():
+        for cidr in map(ipaddress.ip_network, mine):
+            if not any(cidr.version == b.version and cidr.subnet_of(b) for b in blocks):  # type: ignore[arg-type]
+                raise LabError(
+                    f"Node {node} got pod CIDR {cidr} outside the lab's pod block "
+                    f"{', '.join(layout.pod_block)}: give --pod-block the controller-manager's "
+                    "--cluster-cidr"
+                )
+
+
+def _start_relay(kubeconfig: str, layout: LabLayout, paths: LabPaths, state: LabState) -> None:
+    """When the API server listens on loopback, the same port inside every node namespace."""
+    access = load_access(kubeconfig)
+    if access.host not in LOOPBACK_HOSTS:
+        return  # the node namespaces must route to it themselves
+    host = "::1" if access.host == "::1" else "127.0.0.1"
+    ready = paths.root / "apiproxy.ready"
+    command = [
+        sys.executable, "-m", "multinic.lab.apiproxy", "--host", host, "--port", str(access.port),
+        "--ready", str(ready), *(str(nsutil.netns_path(n.netns)) for n in layout.nodes),
+    ]  # fmt: skip
+    with (paths.root / "apiproxy.log").open("ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    state.set_helper("apiproxy", process.pid)
+    deadline = time.monotonic() + RELAY_START_TIMEOUT
+    while not ready.exists():
+        if not cluster._alive(process.pid) or time.monotonic() > deadline:
+            raise LabError(f"the API relay did not start: {paths.root / 'apiproxy.log'}")
+        time.sleep(0.05)
+
+
+def remove_objects(state: LabState) -> list[str]:
+    """Every API object the lab recorded (none when it used no API server)."""
+    recorded = state.data.get("kube")
+    if not recorded:
+        return []
+    try:
+        api = kube.LabApi(recorded["kubeconfig"])
+        try:
+            kube.remove_all(api, recorded["namespace"], recorded["nodes"])
+        finally:
+            api.close()
+    except kube.KubeLabError as exc:
+        return [str(exc)]
+    return []
+
+
+def stop_helpers(state: LabState) -> None:
+    for pid in state.data.get("helpers", {}).values():
+        cluster.stop_daemon(pid, state.root)
+
+
+def delete_node(state: LabState, name: str) -> None:
+    """The Node object, as an admin's ``kubectl delete node`` (no API server: nothing)."""
+    recorded = state.data.get("kube")
+    if recorded:
+        api = kube.LabApi(recorded["kubeconfig"])
+        try:
+            api.delete(kube.node_path(name))
+        finally:
+            api.close()
