@@ -27,7 +27,7 @@ from multinic.lab.topology import LabLayout
 
 #: Seconds for the API relay to listen in every node namespace.
 RELAY_START_TIMEOUT = 30.0
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 STORES = ("sqlite", "etcd")
 
 Progress = Callable[[str], None]
@@ -77,8 +77,7 @@ def make_objects(
     objects: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     progress: Progress,
 ) -> None:
-    """Namespace, Nodes (until they have pod CIDRs), NADs and Pods in the API server, and
-    the relay that lets the node namespaces reach it."""
+    """Namespace, Nodes (until they have pod CIDRs), NADs and Pods in the API server."""
     kubeconfig = state.data["kube"]["kubeconfig"]
     api = kube.LabApi(kubeconfig)
     try:
@@ -92,7 +91,6 @@ def make_objects(
     finally:
         api.close()
     paths.uids_file.write_text(json.dumps(uids))
-    _start_relay(kubeconfig, layout, paths, state)
 
 
 def _check_in_pod_block(layout: LabLayout, cidrs: dict[str, list[str]]) -> None:
@@ -107,26 +105,31 @@ def _check_in_pod_block(layout: LabLayout, cidrs: dict[str, list[str]]) -> None:
                 )
 
 
-def _start_relay(kubeconfig: str, layout: LabLayout, paths: LabPaths, state: LabState) -> None:
-    """When the API server listens on loopback, the same port inside every node namespace."""
-    access = load_access(kubeconfig)
-    if access.host not in LOOPBACK_HOSTS:
-        return  # the node namespaces must route to it themselves
-    host = "::1" if access.host == "::1" else "127.0.0.1"
-    ready = paths.root / "apiproxy.ready"
+def start_relay(layout: LabLayout, paths: LabPaths, state: LabState) -> None:
+    """The loopback ports of the lab's etcd members and API server, in every node namespace
+    (the daemons there have a loopback of their own)."""
+    backend = paths.backend
+    ports = [int(url.rsplit(":", 1)[1]) for url in backend.store.get("endpoints", [])]
+    if backend.kubeconfig is not None:
+        access = load_access(backend.kubeconfig)
+        if access.host in LOOPBACK_HOSTS:
+            ports.append(access.port)  # else the node namespaces must route to it themselves
+    if not ports:
+        return
+    ready = paths.root / "relay.ready"
     command = [
-        sys.executable, "-m", "multinic.lab.apiproxy", "--host", host, "--port", str(access.port),
+        sys.executable, "-m", "multinic.lab.relay", *(f"--port={port}" for port in ports),
         "--ready", str(ready), *(str(nsutil.netns_path(n.netns)) for n in layout.nodes),
     ]  # fmt: skip
-    with (paths.root / "apiproxy.log").open("ab") as log:
+    with (paths.root / "relay.log").open("ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
-    state.set_helper("apiproxy", process.pid)
+    state.set_helper("relay", process.pid)
     deadline = time.monotonic() + RELAY_START_TIMEOUT
     while not ready.exists():
         if not cluster._alive(process.pid) or time.monotonic() > deadline:
-            raise LabError(f"the API relay did not start: {paths.root / 'apiproxy.log'}")
+            raise LabError(f"the loopback relay did not start: {paths.root / 'relay.log'}")
         time.sleep(0.05)
 
 

@@ -254,6 +254,7 @@ def _build(
     objects = cluster.write_objects(layout, cp, paths)
     if spec.kubeconfig is not None:
         backends.make_objects(layout, paths, state, objects, progress)
+    backends.start_relay(layout, paths, state)
     report.seconds["namespaces"] = time.monotonic() - began
     progress("nodes built")
     mark = time.monotonic()
