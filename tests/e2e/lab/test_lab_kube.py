@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from multinic.lab import kube, run
+from multinic.lab import cluster, kube, run
+from multinic.lab import netns as nsutil
 from multinic.lab.state import LabState
-from multinic.lab.topology import STATE_ROOT, LabLayout
+from multinic.lab.topology import STATE_ROOT, LabLayout, NodeLayout
 from tests.e2e.lab.helpers import (
     block_nodes,
     eventually,
@@ -41,6 +41,11 @@ def _lab_nodes(kube_cluster: KubeCluster, name: str) -> list[dict[str, Any]]:
     listed = kube_cluster.kubectl("get", "nodes", "-l", f"{kube.LAB_LABEL}={name}", "-o", "json")
     items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
     return items
+
+
+def _vtep_neighbours(node: NodeLayout) -> list[dict[str, Any]]:
+    shown = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=node.netns)
+    return [n for n in shown if "PERMANENT" in n.get("state", [])]
 
 
 def _namespace_exists(kube_cluster: KubeCluster, name: str) -> bool:
@@ -82,7 +87,7 @@ def test_lab_on_the_api_server_and_down_leaves_nothing(
 def test_nodes_deleted_and_added_in_the_api_change_the_others_routes(
     kube_cluster: KubeCluster, lab_name: str
 ) -> None:
-    layout = _up(kube_cluster, lab_name, nodes=3, pods=1, secondaries=0, overlay="vxlan")
+    layout = _up(kube_cluster, lab_name, nodes=3, pods=1, secondaries=1, overlay="vxlan")
     first, second, third = layout.nodes
     assert failed(lab_name) == []
     assert {e["dst"] for e in fdb(first)} == {str(second.address.ip), str(third.address.ip)}
@@ -93,11 +98,9 @@ def test_nodes_deleted_and_added_in_the_api_change_the_others_routes(
     for node in (first, second):
         assert eventually(lambda n=node: gone not in {e["dst"] for e in fdb(n)})
         assert eventually(lambda n=node: len(routes(n)) == 1)
-        neighbours = subprocess.run(
-            ["ip", "-n", node.netns, "-j", "neigh", "show", "dev", "mnvx0"],
-            capture_output=True, check=True,
-        ).stdout  # fmt: skip
-        assert len(json.loads(neighbours)) == 1
+        assert eventually(lambda n=node: len(_vtep_neighbours(n)) == 1), (
+            cluster.LabPaths(layout.root).log(node.name).read_text()
+        )
 
     # The Node comes back (a kubelet registering again): the others route to it again.
     api = kube.LabApi(str(kube_cluster.kubeconfig))
