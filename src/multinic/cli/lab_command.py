@@ -234,7 +234,9 @@ def status(name: str | None, as_json: bool, picture: Path | None) -> None:
         lab_doc = doc["lab"]
         networks = ["primary", *(s["name"] for s in lab_doc["secondaries"])]
         table = render.table(
-            f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)",
+            f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay, {lab_doc['store']} store"
+            + (", API server" if lab_doc["kubeconfig"] else "")
+            + ")",
             ("node", "address", "pod CIDRs", "daemon", "pod", *networks),
         )
         for node in lab_doc["nodes"]:

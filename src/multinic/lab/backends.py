@@ -85,7 +85,7 @@ def make_objects(
         for node in layout.nodes:
             kube.register_node(api, layout.name, node.name, str(node.address.ip))
         cidrs = kube.wait_pod_cidrs(api, [node.name for node in layout.nodes])
-        _check_in_pod_block(layout, cidrs)
+        check_in_pod_block(layout, cidrs)
         progress("Nodes registered, pod CIDRs allocated")
         uids = kube.create_objects(api, layout.namespace, *objects)
     finally:
@@ -93,7 +93,7 @@ def make_objects(
     paths.uids_file.write_text(json.dumps(uids))
 
 
-def _check_in_pod_block(layout: LabLayout, cidrs: dict[str, list[str]]) -> None:
+def check_in_pod_block(layout: LabLayout, cidrs: dict[str, list[str]]) -> None:
     blocks = [ipaddress.ip_network(b) for b in layout.pod_block]
     for node, mine in cidrs.items():
         for cidr in map(ipaddress.ip_network, mine):

@@ -495,4 +495,6 @@ def status(name: str) -> dict[str, Any]:
                 "pods": {pod: known.get(pod, {}) for pod in node.pods},
             }
         )
-    return {"lab": _layout_doc(layout) | {"nodes": nodes}}
+    backend = paths.backend
+    where = {"store": backend.store["type"], "kubeconfig": backend.kubeconfig}
+    return {"lab": _layout_doc(layout) | where | {"nodes": nodes}}
