@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from multinic.lab.etcd import free_port, member_command
+from multinic.lab.pki import Authority
 from tests.support import third_party
-from tests.support.pki import Authority
 
 START_TIMEOUT = 60.0
 

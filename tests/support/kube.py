@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from multinic.lab.pki import Authority
 from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster, free_port
-from tests.support.pki import Authority
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "deploy" / "crds"

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-from multinic.lab.etcd import third_party_cache
+from multinic.lab.programs import third_party_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "third_party" / "programs"

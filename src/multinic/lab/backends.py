@@ -21,7 +21,8 @@ from multinic.kube.rest import load_access
 from multinic.lab import cluster, kube
 from multinic.lab import etcd as lab_etcd
 from multinic.lab import netns as nsutil
-from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.cluster import LabPaths
+from multinic.lab.errors import LabError
 from multinic.lab.state import LabState
 from multinic.lab.topology import LabLayout
 
@@ -144,7 +145,7 @@ def remove_objects(state: LabState) -> list[str]:
             kube.remove_all(api, recorded["namespace"], recorded["nodes"])
         finally:
             api.close()
-    except kube.KubeLabError as exc:
+    except LabError as exc:
         return [str(exc)]
     return []
 

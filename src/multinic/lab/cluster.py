@@ -37,6 +37,7 @@ from multinic.kube.directory import DirectorySource
 from multinic.kube.objects import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
 from multinic.lab import kube
 from multinic.lab import netns as nsutil
+from multinic.lab.errors import LabError
 from multinic.lab.state import LabState
 from multinic.lab.topology import LabLayout, NodeLayout
 from multinic.plan.export import cni_config, node_network_configs
@@ -48,10 +49,6 @@ DAEMON_START_TIMEOUT = 30.0
 CONFLIST = "00-multinic.conflist"
 
 Progress = Callable[[str], None]
-
-
-class LabError(RuntimeError):
-    """The lab could not be built, checked or removed; the message says what and where."""
 
 
 def _quiet(_: str) -> None:

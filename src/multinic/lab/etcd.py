@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -23,35 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from multinic.lab.errors import EtcdError
+from multinic.lab.programs import find_program
+
 #: Seconds for the members to elect a leader and answer /health.
 START_TIMEOUT = 60.0
-
-
-class EtcdError(RuntimeError):
-    """etcd could not be found or started."""
-
-
-def third_party_cache() -> Path:
-    """Where ``scripts/build-third-party`` puts the programs it builds."""
-    return Path(os.environ.get("MULTINIC_THIRD_PARTY", "/var/cache/multinic/third-party"))
-
-
-def find_etcd() -> Path:
-    built = sorted(
-        (
-            p
-            for p in third_party_cache().glob("etcd-*/etcd")
-            if (p.parent / ".fingerprint").is_file()
-        ),
-        reverse=True,
-    )
-    found = built[0] if built else shutil.which("etcd")
-    if found is None:
-        raise EtcdError(
-            f"no etcd: none built in {third_party_cache()} (scripts/build-third-party etcd) "
-            "and none on the PATH"
-        )
-    return Path(found)
 
 
 def free_port() -> int:
@@ -99,7 +73,7 @@ class Started(NamedTuple):
 
 def start_cluster(base: Path, size: int = 3) -> Started:
     """``size`` members under ``base`` (each in its own session; logs beside their data)."""
-    binary = find_etcd()
+    binary = find_program("etcd")
     base.mkdir(parents=True, exist_ok=True)
     members = [(f"m{n}", free_port(), free_port()) for n in range(size)]
     initial = ",".join(f"{name}=http://127.0.0.1:{peer}" for name, _, peer in members)

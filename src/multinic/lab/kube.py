@@ -25,15 +25,12 @@ from urllib.parse import quote
 from multinic.cni.errors import CNIError
 from multinic.kube.objects import NAD_GROUP, NAD_PLURAL, NAD_VERSION
 from multinic.kube.rest import RestClient, load_access
+from multinic.lab.errors import KubeLabError
 
 #: Seconds for the controller-manager to give every Node its pod CIDRs, and for a namespace
 #: to be emptied and removed.
 WAIT = 90.0
 LAB_LABEL = "multinic.io/lab"
-
-
-class KubeLabError(RuntimeError):
-    """The API server refused or did not answer a request of the lab."""
 
 
 def _q(text: str) -> str:

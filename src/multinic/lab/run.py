@@ -25,9 +25,8 @@ from multinic.ipam.store import Store
 from multinic.kube.objects import namespace_problem
 from multinic.lab import backends, cluster
 from multinic.lab import netns as nsutil
-from multinic.lab.cluster import LabError, LabPaths
-from multinic.lab.etcd import EtcdError
-from multinic.lab.kube import KubeLabError
+from multinic.lab.cluster import LabPaths
+from multinic.lab.errors import LabError
 from multinic.lab.probe import ping_many
 from multinic.lab.state import LabState
 from multinic.lab.topology import (
@@ -216,7 +215,7 @@ def up(spec: LabSpec, progress: Progress = _quiet) -> UpReport:
     paths = LabPaths(layout.root)
     try:
         _build(spec, layout, cp, paths, state, report, progress)
-    except (LabError, CNIError, OSError, nsutil.LabError, KubeLabError, EtcdError) as exc:
+    except (LabError, CNIError, OSError, nsutil.LabError) as exc:
         progress("failed: removing what was made")
         down(layout.name)
         raise LabError(str(exc)) from exc

@@ -18,6 +18,7 @@ import yaml
 
 from multinic.lab import cluster, run
 from multinic.lab import netns as nsutil
+from multinic.lab.errors import LabError
 from multinic.lab.topology import LabLayout, NodeLayout
 from tests.e2e.lab.helpers import block_nodes, eventually, failed, fdb, left, routes
 
@@ -120,7 +121,7 @@ def test_a_daemon_killed_during_a_burst(lab_name: str) -> None:
         try:
             cluster.shim(layout, node, pod, "ADD", paths)
             outcomes.append("ok")
-        except cluster.LabError as exc:
+        except LabError as exc:
             outcomes.append(str(exc))
 
     threads = [threading.Thread(target=add_one, args=(p,)) for p in burst.pods]

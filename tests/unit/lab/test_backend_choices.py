@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from multinic.lab import backends, run
-from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.cluster import LabPaths
+from multinic.lab.errors import LabError
 from multinic.lab.topology import POD_NAMESPACE
 
 KUBECONFIG = Path("/nonexistent/admin.kubeconfig")  # layout_for never reads it

@@ -1,4 +1,5 @@
-"""A throwaway certificate authority for test clusters, made with the openssl CLI.
+"""A throwaway certificate authority for the lab's control plane (``multinic lab up --kube``)
+and the test suite's clusters, made with the openssl CLI.
 
 Every key is ECDSA P-256 (fast to make, accepted by Kubernetes for serving,
 client and service-account keys); certificates live for two days, long enough
