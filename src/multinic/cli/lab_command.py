@@ -66,6 +66,12 @@ def lab() -> None:
     "controller-manager, NADs and Pods as API objects (docs/lab.md).",
 )
 @click.option(
+    "--kube",
+    is_flag=True,
+    help="Run a Kubernetes control plane of the lab's own (etcd, kube-apiserver, "
+    "kube-controller-manager from scripts/build-third-party) and use it as --kubeconfig.",
+)
+@click.option(
     "--pod-block",
     help="With --kubeconfig: the controller-manager's --cluster-cidr (default: the plan's).",
 )
@@ -92,6 +98,7 @@ def up(
     overlay: str,
     store: str,
     kubeconfig: Path | None,
+    kube: bool,
     pod_block: str | None,
     then_check: bool,
     picture: Path | None,
@@ -105,7 +112,7 @@ def up(
     spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
                        overlay=overlay, cluster=cluster, store=store,
                        kubeconfig=None if kubeconfig is None else kubeconfig.resolve(),
-                       pod_block=pod_block)  # fmt: skip
+                       pod_block=pod_block, kube=kube)  # fmt: skip
     if fabric is not None:
         spec.fabric = fabric
     try:

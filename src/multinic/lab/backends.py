@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from multinic.kube.rest import load_access
-from multinic.lab import cluster, kube
+from multinic.lab import cluster, control_plane, kube
 from multinic.lab import etcd as lab_etcd
 from multinic.lab import netns as nsutil
 from multinic.lab.cluster import LabPaths
@@ -49,9 +49,26 @@ def start_store(store: str, paths: LabPaths, state: LabState, progress: Progress
     paths.backend_file.write_text(json.dumps({"store": section}))
 
 
-def use_api(kubeconfig: Path, layout: LabLayout, paths: LabPaths, state: LabState) -> None:
+def start_control_plane(
+    layout: LabLayout, paths: LabPaths, state: LabState, progress: Progress
+) -> Path:
+    """The lab's own etcd, apiserver and controller-manager (``--kube``): Node pod CIDRs
+    from the plan's pod block, services from its service block; the admin kubeconfig."""
+    ipv4 = [b for b in layout.pod_block if ":" not in b]
+    services = [b for b in layout.service_block if ":" not in b]
+    if not ipv4 or not services:
+        raise LabError(f"cluster {layout.cluster} has no IPv4 pod or service block in the plan")
+    kubeconfig = control_plane.start(paths.root / "kube", ipv4[0], services[0], state.set_helper)
+    progress("control plane ready")
+    return kubeconfig
+
+
+def use_api(
+    kubeconfig: Path, layout: LabLayout, paths: LabPaths, state: LabState, *, own: bool = False
+) -> None:
     """Check the API server has none of the lab's objects yet, then record what the lab will
-    make there (so ``lab down`` removes exactly that)."""
+    make there (so ``lab down`` removes exactly that; nothing when the control plane is the
+    lab's ``own``, gone with it)."""
     api = kube.LabApi(str(kubeconfig))
     try:
         if api.get(kube.namespace_path(layout.namespace)) is not None:
@@ -62,6 +79,7 @@ def use_api(kubeconfig: Path, layout: LabLayout, paths: LabPaths, state: LabStat
     finally:
         api.close()
     state.data["kube"] = {
+        "own": own,
         "kubeconfig": str(kubeconfig),
         "namespace": layout.namespace,
         "nodes": [node.name for node in layout.nodes],
@@ -129,7 +147,7 @@ def start_relay(layout: LabLayout, paths: LabPaths, state: LabState) -> None:
     state.set_helper("relay", process.pid)
     deadline = time.monotonic() + RELAY_START_TIMEOUT
     while not ready.exists():
-        if not cluster._alive(process.pid) or time.monotonic() > deadline:
+        if not cluster.alive(process.pid) or time.monotonic() > deadline:
             raise LabError(f"the loopback relay did not start: {paths.root / 'relay.log'}")
         time.sleep(0.05)
 
@@ -137,7 +155,7 @@ def start_relay(layout: LabLayout, paths: LabPaths, state: LabState) -> None:
 def remove_objects(state: LabState) -> list[str]:
     """Every API object the lab recorded (none when it used no API server)."""
     recorded = state.data.get("kube")
-    if not recorded:
+    if not recorded or recorded.get("own"):
         return []
     try:
         api = kube.LabApi(recorded["kubeconfig"])
@@ -151,7 +169,8 @@ def remove_objects(state: LabState) -> list[str]:
 
 
 def stop_helpers(state: LabState) -> None:
-    for pid in state.data.get("helpers", {}).values():
+    """Last started, first stopped: the controller-manager and apiserver before their etcd."""
+    for pid in reversed(list(state.data.get("helpers", {}).values())):
         cluster.stop_daemon(pid, state.root)
 
 

@@ -275,9 +275,9 @@ def wait_daemon(node: NodeLayout, paths: LabPaths, pid: int, timeout: float) -> 
     conflist = paths.node(node.name) / "runtime-net.d" / CONFLIST
     deadline = time.monotonic() + timeout
     while not conflist.exists():
-        if not _alive(pid) or time.monotonic() > deadline:
+        if not alive(pid) or time.monotonic() > deadline:
             tail = _tail(paths.log(node.name))
-            why = "exited" if not _alive(pid) else f"not ready after {timeout:.0f} s"
+            why = "exited" if not alive(pid) else f"not ready after {timeout:.0f} s"
             raise LabError(f"the daemon of {node.name} {why}; its log ends:\n{tail}")
         time.sleep(0.05)
 
@@ -289,7 +289,8 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (reaped first when it is our child, so a zombie counts as gone)."""
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
@@ -322,7 +323,7 @@ def stop_daemon(pid: int, config: Path, *, kill: bool = False, timeout: float = 
         return
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout

@@ -65,6 +65,8 @@ class LabSpec:
     kubeconfig: Path | None = None
     #: With ``kubeconfig``: the controller-manager's --cluster-cidr (default: the plan's).
     pod_block: str | None = None
+    #: Run a control plane of the lab's own (etcd, apiserver, controller-manager) and use it.
+    kube: bool = False
 
 
 def load_plan(fabric: Path) -> Plan:
@@ -100,10 +102,12 @@ def layout_for(spec: LabSpec) -> tuple[LabLayout, ClusterPlan]:
         )  # fmt: skip
     except LabSpecError as exc:
         raise LabError(str(exc)) from exc
-    if spec.kubeconfig is not None:
+    if spec.kube and spec.kubeconfig is not None:
+        raise LabError("--kube (a control plane of the lab's own) or --kubeconfig, not both")
+    if spec.pod_block is not None and spec.kubeconfig is None:
+        raise LabError("--pod-block goes with --kubeconfig (otherwise the plan's is used)")
+    if spec.kubeconfig is not None or spec.kube:
         layout = _in_api(layout, spec)
-    elif spec.pod_block is not None:
-        raise LabError("--pod-block goes with --kubeconfig (standalone, the plan's is used)")
     return layout, cp
 
 
@@ -245,13 +249,16 @@ def _build(
     began = time.monotonic()
     cluster.install_binaries(paths)
     backends.start_store(spec.store, paths, state, progress)
-    if spec.kubeconfig is not None:
-        backends.use_api(spec.kubeconfig, layout, paths, state)
+    kubeconfig = spec.kubeconfig
+    if spec.kube:
+        kubeconfig = backends.start_control_plane(layout, paths, state, progress)
+    if kubeconfig is not None:
+        backends.use_api(kubeconfig, layout, paths, state, own=spec.kube)
     cluster.build_underlay(layout, state)
     for node in layout.nodes:
         cluster.build_node(layout, node, state)
     objects = cluster.write_objects(layout, cp, paths)
-    if spec.kubeconfig is not None:
+    if kubeconfig is not None:
         backends.make_objects(layout, paths, state, objects, progress)
     backends.start_relay(layout, paths, state)
     report.seconds["namespaces"] = time.monotonic() - began
@@ -290,7 +297,7 @@ def down(name: str, progress: Progress = _quiet) -> list[str]:
     paths = LabPaths(state.root)
     with contextlib.suppress(KeyError, ValueError, TypeError):
         layout = layout_from_state(state)
-        alive = {n for n, pid in state.data["daemons"].items() if cluster._alive(pid)}
+        alive = {n for n, pid in state.data["daemons"].items() if cluster.alive(pid)}
         pods = [
             (node, pod)
             for node, pod in layout.all_pods()
@@ -490,7 +497,7 @@ def status(name: str) -> dict[str, Any]:
                 "netns": node.netns,
                 "address": str(node.address),
                 "podCIDRs": cidrs,
-                "daemon": pid if pid is not None and cluster._alive(pid) else None,
+                "daemon": pid if pid is not None and cluster.alive(pid) else None,
                 "pods": {pod: known.get(pod, {}) for pod in node.pods},
             }
         )
