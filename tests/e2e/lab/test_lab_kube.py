@@ -112,3 +112,22 @@ def test_nodes_deleted_and_added_in_the_api_change_the_others_routes(
     for node in (first, second):
         assert eventually(lambda n=node: gone in {e["dst"] for e in fdb(n)})
         assert eventually(lambda n=node: cidr in {r["dst"] for r in routes(n)})
+
+
+def test_lab_with_a_control_plane_of_its_own(lab_name: str) -> None:
+    """``--kube``: etcd, apiserver and controller-manager run by the lab, CIDRs from the plan."""
+    layout = run.up(run.LabSpec(name=lab_name, nodes=2, pods=2, secondaries=1, kube=True)).layout
+    state = LabState.load(lab_name)
+    assert state is not None
+    assert {"kube-etcd-m0", "kube-apiserver", "kube-controller-manager", "relay"} == set(
+        state.data["helpers"]
+    )
+    block = ipaddress.ip_network(layout.pod_block[0])
+    for node in run.status(lab_name)["lab"]["nodes"]:
+        assert ipaddress.ip_network(node["podCIDRs"][0]).subnet_of(block)  # type: ignore[arg-type]
+    assert failed(lab_name) == []
+
+    run.down(lab_name)
+
+    assert left(lab_name) == []
+    assert processes_under(STATE_ROOT / lab_name) == []
