@@ -40,11 +40,9 @@ def start_store(store: str, paths: LabPaths, state: LabState, progress: Progress
         raise LabError(f"store {store!r}: the lab runs on {' or '.join(STORES)}")
     section: dict[str, Any] = {"type": "sqlite", "path": str(paths.db)}
     if store == "etcd":
-        started = lab_etcd.start_cluster(paths.root / "etcd")
-        for name, pid in started.pids.items():
-            state.set_helper(name, pid)
-        lab_etcd.wait_healthy(started.endpoints)
-        section = {"type": "etcd", "endpoints": started.endpoints}
+        endpoints = lab_etcd.start_cluster(paths.root / "etcd", state.set_helper)
+        lab_etcd.wait_healthy(endpoints)
+        section = {"type": "etcd", "endpoints": endpoints}
         progress("etcd ready")
     paths.backend_file.write_text(json.dumps({"store": section}))
 

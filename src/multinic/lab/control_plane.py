@@ -186,17 +186,15 @@ def start(
     (``record(name, pid)`` before waiting on it); the admin kubeconfig once ready."""
     base.mkdir(parents=True, exist_ok=True)
     creds = make_credentials(base / "pki", service_cidr)
-    store = lab_etcd.start_cluster(base / "etcd", size=1)
-    for name, pid in store.pids.items():
-        record(f"kube-{name}", pid)
-    lab_etcd.wait_healthy(store.endpoints)
+    etcd = lab_etcd.start_cluster(base / "etcd", lambda n, pid: record(f"kube-{n}", pid), 1)
+    lab_etcd.wait_healthy(etcd)
     port = lab_etcd.free_port()
     server = f"https://127.0.0.1:{port}"
     admin = base / "admin.kubeconfig"
     write_kubeconfig(admin, server, creds.ca.cert, creds.admin)
     controller = base / "controller-manager.kubeconfig"
     write_kubeconfig(controller, server, creds.ca.cert, creds.controller)
-    command = apiserver_command(store.endpoints[0], port, creds, service_cidr)
+    command = apiserver_command(etcd[0], port, creds, service_cidr)
     pids = {"kube-apiserver": _spawn(base, "kube-apiserver", command)}
     record("kube-apiserver", pids["kube-apiserver"])
 

@@ -17,9 +17,8 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from multinic.lab.errors import EtcdError
 from multinic.lab.programs import find_program
@@ -66,18 +65,14 @@ def member_command(
     ]
 
 
-class Started(NamedTuple):
-    endpoints: list[str]
-    pids: dict[str, int]
-
-
-def start_cluster(base: Path, size: int = 3) -> Started:
-    """``size`` members under ``base`` (each in its own session; logs beside their data)."""
+def start_cluster(base: Path, record: Callable[[str, int], None], size: int = 3) -> list[str]:
+    """``size`` members under ``base`` (each in its own session, its log beside its data),
+    each ``record``-ed by name and pid as it starts; their client URLs."""
     binary = find_program("etcd")
     base.mkdir(parents=True, exist_ok=True)
     members = [(f"m{n}", free_port(), free_port()) for n in range(size)]
     initial = ",".join(f"{name}=http://127.0.0.1:{peer}" for name, _, peer in members)
-    endpoints, pids = [], {}
+    endpoints = []
     for name, client, peer in members:
         url = f"http://127.0.0.1:{client}"
         command = member_command(
@@ -87,9 +82,9 @@ def start_cluster(base: Path, size: int = 3) -> Started:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
+        record(f"etcd-{name}", process.pid)
         endpoints.append(url)
-        pids[f"etcd-{name}"] = process.pid
-    return Started(endpoints, pids)
+    return endpoints
 
 
 def healthy(endpoint: str) -> bool:

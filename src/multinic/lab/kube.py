@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from multinic.cni.errors import CNIError
-from multinic.kube.objects import NAD_GROUP, NAD_PLURAL, NAD_VERSION
+from multinic.kube.objects import NAD_GROUP, NAD_PLURAL, NAD_VERSION, NETWORK_STATUS_ANNOTATION
 from multinic.kube.rest import RestClient, load_access
 from multinic.lab.errors import KubeLabError
 
@@ -68,6 +68,12 @@ class LabApi:
             return {}
         self._ok(f"create {obj.get('kind')} {obj['metadata']['name']} at", path, status, answer)
         return dict(answer)
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> None:
+        status, answer = self._call(
+            "PATCH", path, patch, content_type="application/merge-patch+json"
+        )
+        self._ok("PATCH", path, status, answer)
 
     def delete(self, path: str) -> None:
         """Delete now (no grace period); an absent object is fine."""
@@ -122,11 +128,7 @@ def register_node(api: LabApi, lab: str, name: str, address: str) -> None:
     server kept it from the create depends on its version)."""
     node = node_object(lab, name, address)
     api.create(node_path(), node)
-    status = {"status": node["status"]}
-    code, answer = api._call(
-        "PATCH", f"{node_path(name)}/status", status, content_type="application/merge-patch+json"
-    )
-    api._ok("PATCH", f"{node_path(name)}/status", code, answer)
+    api.merge_patch(f"{node_path(name)}/status", {"status": node["status"]})
 
 
 def pod_cidrs(api: LabApi, name: str) -> list[str]:
@@ -193,8 +195,6 @@ def remove_all(api: LabApi, namespace: str, nodes: Iterable[str], timeout: float
 
 def network_status(api: LabApi, namespace: str, pod: str) -> str | None:
     """The pod's network-status annotation as the meta plugin wrote it."""
-    from multinic.kube.objects import NETWORK_STATUS_ANNOTATION
-
     found = api.get(pod_path(namespace, pod)) or {}
     annotations = (found.get("metadata") or {}).get("annotations") or {}
     value = annotations.get(NETWORK_STATUS_ANNOTATION)
