@@ -82,5 +82,9 @@ class NodeWatch:
         )
         return self.client.first_event(f"{NODES_PATH}?{query}", timeout=timeout) is not None
 
+    def interrupt(self) -> None:
+        """End a :meth:`wait_for_change` of another thread now."""
+        self.client.interrupt()
+
     def close(self) -> None:
         self.client.close()

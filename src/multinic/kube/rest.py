@@ -22,9 +22,11 @@ out, 429 or 5xx is :class:`KubeUnavailableError` (code 11, try again); a refusal
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -236,6 +238,7 @@ class RestClient:
         self.timeout = timeout
         self._context = tls_context(access) if access.tls else None
         self._conn: http.client.HTTPConnection | None = None
+        self._watching: http.client.HTTPConnection | None = None  # first_event's, meanwhile
         self.requests = 0  # round trips made (benchmarks count them)
 
     def close(self) -> None:
@@ -318,7 +321,7 @@ class RestClient:
         None when nothing came within ``timeout`` seconds or the server ended the
         watch (its ``timeoutSeconds``); the connection is closed either way.
         """
-        conn = self._connection(timeout)
+        conn = self._watching = self._connection(timeout)
         what = f"watch {path}"
         try:
             conn.request("GET", path, None, self._headers(None))
@@ -336,12 +339,22 @@ class RestClient:
                 f"{self.access.server}: {type(exc).__name__}: {exc}",
             ) from exc
         finally:
+            self._watching = None
             conn.close()
         kind = KubeUnavailableError if status in RETRY_STATUSES else KubeRequestError
         raise kind(
             f"Kubernetes API server refused to {what}",
             f"{self.access.server} answered {status}: {data[:200].decode(errors='replace')}",
         )
+
+    def interrupt(self) -> None:
+        """End a :meth:`first_event` waiting in another thread now (it answers None or
+        raises KubeUnavailableError); nothing when none waits."""
+        conn = self._watching
+        sock = None if conn is None else conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the wait is over anyway
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _message(answer: Any) -> str:

@@ -3,9 +3,11 @@
 From the cluster store the node list is polled every ``resync`` seconds (the
 store has no watch API shared by SQLite and etcd; one small read a second per
 node is cheap). From the API server the agent watches Nodes from the last
-list's resourceVersion: a Node added or deleted is reconciled at once, and
-``resync`` is then only the longest pause between two looks. A failed round
-is logged and retried at the next, never fatal to the daemon.
+list's resourceVersion, one watch request of up to WATCH_SECONDS (or
+``resync``, if longer) at a time: a Node added or deleted is reconciled at
+once, and the end of a quiet watch is a round too (it repairs what changed
+in the kernel meanwhile). A failed round is logged and retried at the next,
+never fatal to the daemon; stopping interrupts a watch in progress.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from multinic.plugins.cluster_ipam import open_store, parse_store
 from multinic.podnet.config import PodNetConfig
 from multinic.podnet.network import PodNetwork
 from multinic.podnet.registry import KubeNodeList, StoreRegistry
+
+#: With the API: the longest wait for a Node to change before a round anyway.
+WATCH_SECONDS = 30.0
 
 
 class PodNetAgent:
@@ -78,7 +83,7 @@ class PodNetAgent:
             return self._stop.wait(resync)
         began = time.monotonic()
         try:
-            if nodes.wait_for_change(resync):
+            if nodes.wait_for_change(max(resync, WATCH_SECONDS)):
                 return self._stop.is_set()
         except (CNIError, OSError) as exc:
             print(f"multinic node: podnet: watching nodes failed: {exc}", file=sys.stderr)
@@ -87,8 +92,13 @@ class PodNetAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        deadline = time.monotonic() + 10
+        while self._thread is not None and self._thread.is_alive():
+            if isinstance(self.network.nodes, KubeNodeList):
+                self.network.nodes.interrupt()  # a watch may have begun just before the stop
+            self._thread.join(timeout=0.2)
+            if time.monotonic() > deadline:
+                break
         if self.store is not None:
             self.store.close()
         if isinstance(self.network.nodes, KubeNodeList):

@@ -172,6 +172,10 @@ class KubeNodeList:
         """Up to ``timeout`` seconds for a Node to change after the last :meth:`nodes`."""
         return bool(self.source.wait_for_change(timeout))
 
+    def interrupt(self) -> None:
+        """End a :meth:`wait_for_change` of another thread now."""
+        self.source.interrupt()
+
     def close(self) -> None:
         self.source.close()
 

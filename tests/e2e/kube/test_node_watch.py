@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from multinic.cni.errors import KubeUnavailableError
 from multinic.kube.nodes import NodeWatch
 from tests.support.kube import KubeCluster
 
@@ -37,4 +38,33 @@ def test_a_watch_ends_at_the_first_change_after_the_list(kube_cluster: KubeClust
         assert name in listed
     finally:
         kube_cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
+        watch.close()
+
+
+def test_a_waiting_watch_is_interrupted_at_once(kube_cluster: KubeCluster) -> None:
+    """What the agent's stop does: the daemon never waits out a watch to exit."""
+    watch = NodeWatch.connect(kube_cluster.kubeconfig)
+    ended: list[object] = []
+
+    def wait() -> None:
+        try:
+            ended.append(watch.wait_for_change(600))
+        except KubeUnavailableError as exc:  # the TLS stream cut short: also an end
+            ended.append(exc)
+
+    try:
+        watch.list_nodes()
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        tries = 0
+        # As PodNetAgent.stop: again until it ends (the first may come before the connection
+        # exists); far fewer tries than the 600 s the watch would otherwise wait.
+        while waiter.is_alive() and tries < 1500:
+            watch.interrupt()
+            waiter.join(timeout=0.2)
+            tries += 1
+
+        assert not waiter.is_alive()
+        assert ended and ended[0] is not True  # interrupted: no event was seen
+    finally:
         watch.close()
