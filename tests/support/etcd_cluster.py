@@ -4,7 +4,8 @@ The etcd is the one built from go.etcd.io/etcd/server/v3 at the version pinned
 in third_party/programs (3.6.16) by scripts/build-third-party; the same build
 serves the kube-apiserver fixture. (Until issue 9 it was Debian's 3.4.23.)
 
-Members listen on free loopback ports with their data under one directory.
+Members listen on free loopback ports with their data under one directory; their
+command line is the lab's (:func:`multinic.lab.etcd.member_command`).
 :meth:`EtcdCluster.stop` kills every member and removes the data; use the
 cluster as a context manager so that happens even when a test fails.
 """
@@ -16,15 +17,15 @@ import http.client
 import json
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
 from pathlib import Path
 from typing import IO, Any
 
+from multinic.lab.etcd import free_port, member_command
+from multinic.lab.pki import Authority
 from tests.support import third_party
-from tests.support.pki import Authority
 
 START_TIMEOUT = 60.0
 
@@ -32,12 +33,6 @@ START_TIMEOUT = 60.0
 def etcd_binary() -> Path:
     """The built etcd server (raises, naming the build command, when it is missing)."""
     return third_party.binary("etcd")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Tls:
@@ -82,25 +77,10 @@ class Member:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def command(self, initial_cluster: str, state: str) -> list[str]:
-        return [
-            str(etcd_binary()),
-            f"--name={self.name}",
-            f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={self.client_url}",
-            f"--advertise-client-urls={self.client_url}",
-            f"--listen-peer-urls={self.peer_url}",
-            f"--initial-advertise-peer-urls={self.peer_url}",
-            f"--initial-cluster={initial_cluster}",
-            f"--initial-cluster-state={state}",
-            "--initial-cluster-token=multinic-test",
-            # Short raft timers: a killed leader is replaced in about a second.
-            "--heartbeat-interval=50",
-            "--election-timeout=500",
-            "--logger=zap",
-            "--log-outputs=stderr",
-            "--log-level=warn",
-            *self._tls_flags(),
-        ]
+        return member_command(
+            etcd_binary(), self.name, self.data_dir, self.client_url, self.peer_url,
+            initial_cluster, state, self._tls_flags(),
+        )  # fmt: skip
 
     def _tls_flags(self) -> list[str]:
         if self.tls is None:

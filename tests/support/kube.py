@@ -2,10 +2,12 @@
 
 etcd 3.6, kube-apiserver and kube-controller-manager 1.37, built from their Go
 modules (``scripts/build-third-party test``), run as this process's children
-on free loopback ports with certificates made for the run (``tests/support/pki.py``).
+on free loopback ports with certificates made for the run (:mod:`multinic.lab.pki`).
 The controller-manager allocates each Node a /24 ``podCIDR`` from the cluster
-CIDR, as the seed's pod-block rule says. Our CRDs (``deploy/crds``) are installed
-before the cluster is handed out.
+CIDR, as the seed's pod-block rule says. The command lines, certificates and
+kubeconfigs are the lab's (:mod:`multinic.lab.control_plane`, ``lab up --kube``);
+this class keeps the processes as children, to kill and restart them. Our CRDs
+(``deploy/crds``) are installed before the cluster is handed out.
 
 :meth:`KubeCluster.stop` kills every process and removes the directory; use the
 cluster as a context manager so that happens even when a test fails.
@@ -19,27 +21,26 @@ import json
 import secrets
 import shutil
 import signal
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from multinic.lab import control_plane
+from multinic.lab.errors import LabError
 from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster, free_port
-from tests.support.pki import Authority
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = ROOT / "deploy" / "crds"
-START_TIMEOUT = 120.0
+CRD_DIR = control_plane.CRD_DIR
+START_TIMEOUT = control_plane.START_TIMEOUT
 
 #: The seed's pod block is a /11 with a /24 per node; a test cluster takes a /16 of it.
 CLUSTER_CIDR = "10.32.0.0/16"
 NODE_CIDR_MASK = 24
 #: Services from RFC 6598 space, as the seed's design decisions require.
 SERVICE_CIDR = "100.64.0.0/20"
-SERVICE_IP = "100.64.0.1"
 
 
 class Process:
@@ -101,18 +102,11 @@ class KubeCluster:
         self.started_in = time.monotonic() - began
 
     def _make_credentials(self) -> None:
-        ca = self.ca = Authority(self.base / "pki")
-        self.serving = ca.server(
-            "apiserver",
-            ips=["127.0.0.1", SERVICE_IP],
-            dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-        )
-        self.admin = ca.client("admin", "multinic-test-admin", ("system:masters",))
-        self.service_account = ca.key_pair("service-account")
-        controller = ca.client("controller-manager", "system:kube-controller-manager")
+        self.creds = control_plane.make_credentials(self.base / "pki", SERVICE_CIDR)
+        self.ca, self.admin = self.creds.ca, self.creds.admin
         self._write_kubeconfig(self.kubeconfig, self.admin)
         self.controller_kubeconfig = self.base / "controller-manager.kubeconfig"
-        self._write_kubeconfig(self.controller_kubeconfig, controller)
+        self._write_kubeconfig(self.controller_kubeconfig, self.creds.controller)
 
     def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for another user (RBAC gives a new one no rights unless granted)."""
@@ -121,116 +115,32 @@ class KubeCluster:
         return path
 
     def _write_kubeconfig(self, path: Path, client: tuple[Path, Path]) -> None:
-        """A kubeconfig (JSON is YAML) that reaches this apiserver as ``client``."""
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "multinic-test",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca.cert)},
-                }
-            ],
-            "users": [
-                {
-                    "name": path.stem,
-                    "user": {
-                        "client-certificate": str(client[0]),
-                        "client-key": str(client[1]),
-                    },
-                }
-            ],
-            "contexts": [
-                {"name": "test", "context": {"cluster": "multinic-test", "user": path.stem}}
-            ],
-            "current-context": "test",
-        }
-        path.write_text(json.dumps(config, indent=2))
-        path.chmod(0o600)
+        control_plane.write_kubeconfig(path, self.server, self.ca.cert, client)
 
     def _spawn(self, name: str, command: list[str]) -> None:
         self.processes.append(Process(name, command, self.base / f"{name}.log"))
 
     def _start_apiserver(self) -> None:
-        public, private = self.service_account
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(third_party.binary("kube-apiserver")),
-                f"--etcd-servers={self.etcd.endpoints[0]}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # The reconciler publishes the advertise address as the `kubernetes`
-                # Service's endpoint and refuses a loopback one; nothing here routes to it.
-                "--endpoint-reconciler-type=none",
-                f"--secure-port={self.port}",
-                f"--tls-cert-file={self.serving[0]}",
-                f"--tls-private-key-file={self.serving[1]}",
-                f"--client-ca-file={self.ca.cert}",
-                f"--service-account-key-file={public}",
-                f"--service-account-signing-key-file={private}",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=Node,RBAC",
-                "--allow-privileged=true",
-                "--profiling=false",
-                # Nothing in a test run outlives it: no point keeping watch caches warm.
-                "--event-ttl=10m",
-            ],
+        command = control_plane.apiserver_command(
+            self.etcd.endpoints[0], self.port, self.creds, SERVICE_CIDR
         )
+        self._spawn("kube-apiserver", command)
 
     def _start_controller_manager(self) -> None:
-        self._spawn(
-            "kube-controller-manager",
-            [
-                str(third_party.binary("kube-controller-manager")),
-                f"--kubeconfig={self.controller_kubeconfig}",
-                f"--authentication-kubeconfig={self.controller_kubeconfig}",
-                f"--authorization-kubeconfig={self.controller_kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-                "--leader-elect=false",
-                "--allocate-node-cidrs=true",
-                f"--cluster-cidr={CLUSTER_CIDR}",
-                f"--node-cidr-mask-size={NODE_CIDR_MASK}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--service-account-private-key-file={self.service_account[1]}",
-                f"--root-ca-file={self.ca.cert}",
-                f"--cluster-signing-cert-file={self.ca.cert}",
-                f"--cluster-signing-key-file={self.ca.key}",
-                # As kubeadm runs it: each controller acts as its own service account with
-                # the bootstrap RBAC role written for it (the namespace controller needs it).
-                "--use-service-account-credentials=true",
-                "--profiling=false",
-            ],
+        command = control_plane.controller_manager_command(
+            self.controller_kubeconfig, self.creds, CLUSTER_CIDR, NODE_CIDR_MASK, SERVICE_CIDR
         )
-
-    def _tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca.cert))
-        context.load_cert_chain(str(self.admin[0]), str(self.admin[1]))
-        return context
+        self._spawn("kube-controller-manager", command)
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """An admin GET against the apiserver: (status, body)."""
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=self._tls(), timeout=timeout
-        )
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        return control_plane.admin_get(self.port, self.creds, path, timeout)
 
     def _wait_ready(self) -> None:
-        end = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < end:
-            self._check_alive()
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self.get("/readyz", timeout=2)[0] == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"kube-apiserver not ready after {START_TIMEOUT}s: {self.logs()}")
+        try:
+            control_plane.wait_ready(self.port, self.creds, self._check_alive)
+        except LabError as exc:
+            raise RuntimeError(f"{exc}: {self.logs()}") from exc
 
     def _check_alive(self) -> None:
         for process in self.processes:

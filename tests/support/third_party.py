@@ -9,10 +9,11 @@ a broken set-up, so this fails with the command that fixes it.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
+
+from multinic.lab.programs import third_party_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "third_party" / "programs"
@@ -25,7 +26,7 @@ class Program(NamedTuple):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MULTINIC_THIRD_PARTY", "/var/cache/multinic/third-party"))
+    return third_party_cache()
 
 
 @cache

@@ -61,6 +61,29 @@ def lab() -> None:
     "type and mode the plan gives each network (the seed's ipvlan l2/l3: needs ipvlan).",
 )
 @click.option(
+    "--store",
+    type=click.Choice(["sqlite", "etcd"]),
+    default="sqlite",
+    show_default=True,
+    help="The cluster store of both IPAMs: embedded SQLite, or a 3-member etcd the lab runs.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Run against this API server: Nodes registered, pod CIDRs from its "
+    "controller-manager, NADs and Pods as API objects (docs/lab.md).",
+)
+@click.option(
+    "--kube",
+    is_flag=True,
+    help="Run a Kubernetes control plane of the lab's own (etcd, kube-apiserver, "
+    "kube-controller-manager from scripts/build-third-party) and use it as --kubeconfig.",
+)
+@click.option(
+    "--pod-block",
+    help="With --kubeconfig: the controller-manager's --cluster-cidr (default: the plan's).",
+)
+@click.option(
     "--check/--no-check",
     "then_check",
     default=True,
@@ -82,6 +105,10 @@ def up(
     secondaries: int,
     overlay: str,
     secondary_type: str,
+    store: str,
+    kubeconfig: Path | None,
+    kube: bool,
+    pod_block: str | None,
     then_check: bool,
     picture: Path | None,
     down_after: bool,
@@ -92,7 +119,9 @@ def up(
 
     console = render.console(stderr=True)
     spec = run.LabSpec(name=name, nodes=nodes, pods=pods, secondaries=secondaries,
-                       overlay=overlay, cluster=cluster,
+                       overlay=overlay, cluster=cluster, store=store,
+                       kubeconfig=None if kubeconfig is None else kubeconfig.resolve(),
+                       pod_block=pod_block, kube=kube,
                        secondary_type=secondary_type)  # fmt: skip
     if fabric is not None:
         spec.fabric = fabric
@@ -231,7 +260,9 @@ def status(name: str | None, as_json: bool, picture: Path | None) -> None:
         networks = ["primary", *(s["name"] for s in lab_doc["secondaries"])]
         networks += [f"{n} (IPv6)" for n in networks if f"{n} (IPv6)" in seen]
         table = render.table(
-            f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay)",
+            f"lab {lab_doc['name']} ({lab_doc['underlay']} underlay, {lab_doc['store']} store"
+            + (", API server" if lab_doc["kubeconfig"] else "")
+            + ")",
             ("node", "address", "pod CIDRs", "daemon", "pod", *networks),
         )
         for node in lab_doc["nodes"]:

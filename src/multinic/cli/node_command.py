@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -76,8 +77,12 @@ class _Services:
 
         config = load_node_config(config_path)
         if config.podnet is not None:
+            from multinic.plugins.cluster_ipam import NODE_NAME_ENV
             from multinic.podnet.agent import PodNetAgent
 
+            # multinic-ipam's block affinity key, in-process and executed alike: this node's
+            # name, not the host's (nodes that share a host would share blocks).
+            os.environ[NODE_NAME_ENV] = config.podnet.node_name
             self.agent = PodNetAgent.from_config(config.podnet, config.meta.conf_dir)
             self.agent.start()  # the cluster network's conflist exists before the announce
         plugin = build_meta_plugin(

@@ -20,7 +20,6 @@ from typing import Any
 import httpx2
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import Node as NodeResource
 from lightkube.resources.core_v1 import Pod as PodResource
 from lightkube.types import PatchType
 
@@ -36,7 +35,6 @@ from multinic.kube.objects import (
     NAD_PLURAL,
     NAD_VERSION,
     NETWORK_STATUS_ANNOTATION,
-    NodeInfo,
     Pod,
     encode_network_status,
     namespace_problem,
@@ -114,22 +112,6 @@ class ApiSource:
             node_name=(spec.nodeName if spec is not None else None) or "",
             annotations=dict((meta.annotations if meta is not None else None) or {}),
         )
-
-    def list_nodes(self) -> list[NodeInfo]:
-        """Every Node with its addresses and ``spec.podCIDRs`` (empty until allocated)."""
-        with self._errors("list nodes"):
-            objects = list(self._client.list(NodeResource))
-        nodes = []
-        for obj in objects:
-            name = (obj.metadata.name if obj.metadata is not None else None) or ""
-            spec, status = obj.spec, obj.status
-            cidrs = tuple((spec.podCIDRs if spec is not None else None) or ())
-            if not cidrs and spec is not None and spec.podCIDR:
-                cidrs = (spec.podCIDR,)
-            listed = (status.addresses if status is not None else None) or []
-            ordered = sorted(listed, key=lambda a: a.type != "InternalIP")
-            nodes.append(NodeInfo(name, tuple(a.address for a in ordered), cidrs))
-        return nodes
 
     def get_network_config(self, namespace: str, name: str) -> str | None:
         if namespace_problem(namespace) or object_name_problem(name):

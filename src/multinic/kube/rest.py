@@ -22,9 +22,11 @@ out, 429 or 5xx is :class:`KubeUnavailableError` (code 11, try again); a refusal
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -236,6 +238,7 @@ class RestClient:
         self.timeout = timeout
         self._context = tls_context(access) if access.tls else None
         self._conn: http.client.HTTPConnection | None = None
+        self._watching: http.client.HTTPConnection | None = None  # first_event's, meanwhile
         self.requests = 0  # round trips made (benchmarks count them)
 
     def close(self) -> None:
@@ -279,15 +282,7 @@ class RestClient:
         payload = None if body is None else json.dumps(body).encode()
         conn = self._conn
         if conn is None:
-            if self._context is not None:
-                conn = http.client.HTTPSConnection(
-                    self.access.host, self.access.port, timeout=timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(
-                    self.access.host, self.access.port, timeout=timeout
-                )
-            self._conn = conn
+            conn = self._conn = self._connection(timeout)
         self.requests += 1
         try:
             conn.timeout = timeout
@@ -312,6 +307,54 @@ class RestClient:
                 f"{self.access.server} answered {status}: {_message(answer)}",
             )
         return status, answer
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._context is not None:
+            return http.client.HTTPSConnection(
+                self.access.host, self.access.port, timeout=timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self.access.host, self.access.port, timeout=timeout)
+
+    def first_event(self, path: str, *, timeout: float) -> dict[str, Any] | None:
+        """The first event of the watch ``path`` (``?watch=1...``), on a connection of its own.
+
+        None when nothing came within ``timeout`` seconds or the server ended the
+        watch (its ``timeoutSeconds``); the connection is closed either way.
+        """
+        conn = self._watching = self._connection(timeout)
+        what = f"watch {path}"
+        try:
+            conn.request("GET", path, None, self._headers(None))
+            response = conn.getresponse()
+            if response.status != 200:
+                status, data = response.status, response.read()
+            else:
+                line = response.readline()
+                return dict(json.loads(line)) if line.strip() else None
+        except TimeoutError:
+            return None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KubeUnavailableError(
+                f"Kubernetes API server unreachable: {what}",
+                f"{self.access.server}: {type(exc).__name__}: {exc}",
+            ) from exc
+        finally:
+            self._watching = None
+            conn.close()
+        kind = KubeUnavailableError if status in RETRY_STATUSES else KubeRequestError
+        raise kind(
+            f"Kubernetes API server refused to {what}",
+            f"{self.access.server} answered {status}: {data[:200].decode(errors='replace')}",
+        )
+
+    def interrupt(self) -> None:
+        """End a :meth:`first_event` waiting in another thread now (it answers None or
+        raises KubeUnavailableError); nothing when none waits."""
+        conn = self._watching
+        sock = None if conn is None else conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the wait is over anyway
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _message(answer: Any) -> str:

@@ -29,15 +29,17 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from multinic.kube.directory import DirectorySource
 from multinic.kube.objects import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
+from multinic.lab import kube
 from multinic.lab import netns as nsutil
+from multinic.lab.errors import LabError
 from multinic.lab.state import LabState
-from multinic.lab.topology import POD_NAMESPACE, LabLayout, NodeLayout
+from multinic.lab.topology import LabLayout, NodeLayout
 from multinic.plan.export import cni_config, node_network_configs
 from multinic.plan.result import ClusterPlan
 from multinic.plugins.install import install_plugins
@@ -51,12 +53,17 @@ CONFLIST = "00-multinic.conflist"
 Progress = Callable[[str], None]
 
 
-class LabError(RuntimeError):
-    """The lab could not be built, checked or removed; the message says what and where."""
-
-
 def _quiet(_: str) -> None:
     return None
+
+
+class Backend(NamedTuple):
+    """Where the lab's cluster state lives: the store of both IPAMs, and the objects' source."""
+
+    #: The store section (``multinic-ipam``'s and ``podnet``'s): SQLite or etcd.
+    store: dict[str, Any]
+    #: The API server's kubeconfig; None: a directory of objects (``objectsDir``).
+    kubeconfig: str | None = None
 
 
 class LabPaths:
@@ -65,6 +72,23 @@ class LabPaths:
         self.bin = root / "bin"
         self.objects = root / "objects"
         self.db = root / "cluster.db"
+        self.backend_file = root / "backend.json"
+        self.uids_file = root / "uids.json"
+
+    @property
+    def backend(self) -> Backend:
+        """As ``lab up`` chose it (SQLite and a directory of objects when it wrote none)."""
+        try:
+            doc = json.loads(self.backend_file.read_text())
+        except FileNotFoundError:
+            return Backend({"type": "sqlite", "path": str(self.db)})
+        return Backend(doc["store"], doc.get("kubeconfig"))
+
+    def uid(self, lab: LabLayout, pod: str) -> str:
+        """The pod's uid: the API server's when it made the Pod, else the lab's own."""
+        if self.uids_file.exists():
+            return str(json.loads(self.uids_file.read_text())[pod])
+        return f"uid-{lab.name}-{pod}"
 
     def node(self, node: str) -> Path:
         return self.root / "nodes" / node
@@ -194,7 +218,7 @@ def require_link_types(lab: LabLayout) -> None:
                           netns=probe)  # fmt: skip
                 nsutil.ip("link", "add", "link", "master0", "name", "probe0", "type", kind,
                           netns=probe)  # fmt: skip
-        except nsutil.LabError as exc:
+        except LabError as exc:
             raise LabError(
                 f"this kernel ({os.uname().release}) cannot make {kind} links, which the "
                 f"lab's secondary networks need ({exc}): use --secondary-type macvlan, "
@@ -210,18 +234,27 @@ def pod_object(lab: LabLayout, node: str, pod: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {
             "name": pod,
-            "namespace": POD_NAMESPACE,
-            "uid": f"uid-{lab.name}-{pod}",
+            "namespace": lab.namespace,
+            "uid": f"uid-{lab.name}-{pod}",  # an API server assigns its own
             "annotations": {NETWORKS_ANNOTATION: annotation} if annotation else {},
         },
-        "spec": {"nodeName": node},
+        # A valid Pod for an API server too; nothing ever runs its container.
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "pod", "image": "multinic-lab.invalid/none"}],
+        },
     }
 
 
-def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
-    """NADs for the secondaries, Pods annotated with them; per-node network files."""
+def write_objects(
+    lab: LabLayout, cp: ClusterPlan, paths: LabPaths
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """NADs for the secondaries, Pods annotated with them (files, and returned for an API
+    server); per-node network files."""
     paths.objects.mkdir(parents=True)
     chosen = {s.name for s in lab.secondaries}
+    store = paths.backend.store
     nads = []
     for np in cp.networks:
         if np.network.name not in chosen:
@@ -229,11 +262,11 @@ def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
         nad: dict[str, Any] = {
             "apiVersion": "k8s.cni.cncf.io/v1",
             "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": np.network.name, "namespace": POD_NAMESPACE},
+            "metadata": {"name": np.network.name, "namespace": lab.namespace},
         }
         if np.network.ipam.value == "cluster-wide":
             config = _attached_as(lab, cni_config(np))
-            config["ipam"] = {**config["ipam"], "store": {"type": "sqlite", "path": str(paths.db)}}
+            config["ipam"] = {**config["ipam"], "store": store}
             nad["spec"] = {"config": json.dumps(config)}
         nads.append(nad)
     pods = [pod_object(lab, node.name, pod) for node, pod in lab.all_pods()]
@@ -249,13 +282,17 @@ def write_objects(lab: LabLayout, cp: ClusterPlan, paths: LabPaths) -> None:
                 config = _attached_as(lab, json.loads(text))
                 config["ipam"]["dataDir"] = str(paths.node(node.name) / "host-local")
                 (conf_dir / f"{name}.conf").write_text(json.dumps(config, indent=2))
+    return nads, pods
 
 
 def node_config(lab: LabLayout, node: NodeLayout, paths: LabPaths) -> dict[str, Any]:
     home = paths.node(node.name)
+    backend = paths.backend
+    # Against an API server, Pods, NADs and Nodes (their pod CIDRs) come from it.
+    source = {"kubeconfig": backend.kubeconfig} if backend.kubeconfig else {}
     return {
         "clusterNetwork": "cluster",
-        "objectsDir": str(paths.objects),
+        **(source or {"objectsDir": str(paths.objects)}),
         "confDir": str(home / "net.d"),
         "cniConfigDir": str(home / "runtime-net.d"),
         "socketPath": str(paths.socket(node.name)),
@@ -269,7 +306,7 @@ def node_config(lab: LabLayout, node: NodeLayout, paths: LabPaths) -> dict[str, 
             "serviceBlock": list(lab.service_block),
             "uplink": lab.management,
             "mode": lab.mode,
-            "store": {"type": "sqlite", "path": str(paths.db)},
+            **(source or {"store": backend.store}),
             "dataDir": str(home / "podnet"),
             "resync": 0.5,
         },
@@ -303,9 +340,9 @@ def wait_daemon(node: NodeLayout, paths: LabPaths, pid: int, timeout: float) -> 
     conflist = paths.node(node.name) / "runtime-net.d" / CONFLIST
     deadline = time.monotonic() + timeout
     while not conflist.exists():
-        if not _alive(pid) or time.monotonic() > deadline:
+        if not alive(pid) or time.monotonic() > deadline:
             tail = _tail(paths.log(node.name))
-            why = "exited" if not _alive(pid) else f"not ready after {timeout:.0f} s"
+            why = "exited" if not alive(pid) else f"not ready after {timeout:.0f} s"
             raise LabError(f"the daemon of {node.name} {why}; its log ends:\n{tail}")
         time.sleep(0.05)
 
@@ -317,7 +354,8 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (reaped first when it is our child, so a zombie counts as gone)."""
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
@@ -336,12 +374,13 @@ def _alive(pid: int) -> bool:
 
 
 def _is_lab_daemon(pid: int, config: Path) -> bool:
-    """The pid still runs our daemon with this config (pids are reused)."""
+    """The pid still runs our daemon with this config, or a helper with a path under this
+    directory in its command line (pids are reused)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(config).encode() in cmdline
+    return any(str(config).encode() in arg for arg in cmdline)
 
 
 def stop_daemon(pid: int, config: Path, *, kill: bool = False, timeout: float = 10.0) -> None:
@@ -349,7 +388,7 @@ def stop_daemon(pid: int, config: Path, *, kill: bool = False, timeout: float = 
         return
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
@@ -367,8 +406,8 @@ def cni_env(lab: LabLayout, pod: str, command: str, paths: LabPaths) -> dict[str
         "CNI_IFNAME": "eth0",
         "CNI_PATH": str(paths.bin),
         "CNI_ARGS": (
-            f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod};"
-            f"K8S_POD_INFRA_CONTAINER_ID={lab.name}-{pod};K8S_POD_UID=uid-{lab.name}-{pod}"
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE={lab.namespace};K8S_POD_NAME={pod};"
+            f"K8S_POD_INFRA_CONTAINER_ID={lab.name}-{pod};K8S_POD_UID={paths.uid(lab, pod)}"
         ),
     }
 
@@ -447,10 +486,18 @@ def delete_pods(
     return problems
 
 
-def pod_status(paths: LabPaths, pod: str) -> list[dict[str, Any]]:
+def pod_status(lab: LabLayout, paths: LabPaths, pod: str) -> list[dict[str, Any]]:
     """The pod's network-status annotation, as the meta plugin wrote it."""
-    found = DirectorySource(paths.objects).get_pod(POD_NAMESPACE, pod)
-    text = found.annotations.get(NETWORK_STATUS_ANNOTATION)
+    kubeconfig = paths.backend.kubeconfig
+    if kubeconfig is None:
+        found = DirectorySource(paths.objects).get_pod(lab.namespace, pod)
+        text = found.annotations.get(NETWORK_STATUS_ANNOTATION)
+    else:
+        api = kube.LabApi(kubeconfig)
+        try:
+            text = kube.network_status(api, lab.namespace, pod)
+        finally:
+            api.close()
     decoded: list[dict[str, Any]] = json.loads(text) if text else []
     return decoded
 

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from multinic.lab.errors import LabError
+
 NETNS_DIR = Path("/var/run/netns")
 
 # Names of the scratch namespaces this process has open: tests use them to tell
 # their own links from those of other runs on the same machine.
 _SCRATCH_HERE: set[str] = set()
-
-
-class LabError(RuntimeError):
-    """An ``ip`` command the lab needs failed."""
 
 
 def ip(*args: str, netns: str | None = None) -> str:

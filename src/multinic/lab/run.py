@@ -7,6 +7,7 @@ LabError; ``down`` works from the state file alone, from any process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import shutil
@@ -20,16 +21,26 @@ from typing import Any
 from multinic.cni.config import Attachment
 from multinic.cni.errors import CNIError
 from multinic.ipam import blocks
-from multinic.ipam.sqlite_store import SQLiteStore
-from multinic.lab import cluster
+from multinic.ipam.store import Store
+from multinic.kube.objects import namespace_problem
+from multinic.lab import backends, cluster
 from multinic.lab import netns as nsutil
-from multinic.lab.cluster import LabError, LabPaths
+from multinic.lab.cluster import LabPaths
+from multinic.lab.errors import LabError
 from multinic.lab.fabric import l3_networks, route_l3_pods
 from multinic.lab.probe import ping_many
 from multinic.lab.state import LabState
-from multinic.lab.topology import STATE_ROOT, LabLayout, LabSpecError, NodeLayout, lab_layout
+from multinic.lab.topology import (
+    POD_NAMESPACE,
+    STATE_ROOT,
+    LabLayout,
+    LabSpecError,
+    NodeLayout,
+    lab_layout,
+)
 from multinic.plan.errors import PlanError
 from multinic.plan.result import ClusterPlan, Plan
+from multinic.plugins.cluster_ipam import open_store, parse_store
 
 __all__ = ["LabError", "LabSpec", "check", "down", "status", "up"]
 
@@ -51,6 +62,13 @@ class LabSpec:
     secondaries: int = 2
     overlay: str = "host-gw"  # host-gw: one L2 management segment; vxlan: a routed underlay
     secondary_type: str = "macvlan"  # or "planned": the plan's link types (ipvlan l2/l3)
+    store: str = "sqlite"  # or "etcd": a 3-member etcd of the lab's own
+    #: An API server for Nodes, Pods and NADs (pod CIDRs from its controller-manager).
+    kubeconfig: Path | None = None
+    #: With ``kubeconfig``: the controller-manager's --cluster-cidr (default: the plan's).
+    pod_block: str | None = None
+    #: Run a control plane of the lab's own (etcd, apiserver, controller-manager) and use it.
+    kube: bool = False
 
 
 def load_plan(fabric: Path) -> Plan:
@@ -87,7 +105,28 @@ def layout_for(spec: LabSpec) -> tuple[LabLayout, ClusterPlan]:
         )  # fmt: skip
     except LabSpecError as exc:
         raise LabError(str(exc)) from exc
+    if spec.kube and spec.kubeconfig is not None:
+        raise LabError("--kube (a control plane of the lab's own) or --kubeconfig, not both")
+    if spec.pod_block is not None and spec.kubeconfig is None:
+        raise LabError("--pod-block goes with --kubeconfig (otherwise the plan's is used)")
+    if spec.kubeconfig is not None or spec.kube:
+        layout = _in_api(layout, spec)
     return layout, cp
+
+
+def _in_api(layout: LabLayout, spec: LabSpec) -> LabLayout:
+    """In a shared API server every name is the lab's: the namespace is the lab's name, each
+    Node's name starts with it."""
+    if namespace_problem(layout.name):
+        raise LabError(f"lab name {layout.name!r}: with --kubeconfig, lower case (a namespace)")
+    nodes = tuple(dataclasses.replace(n, name=f"{layout.name}-{n.name}") for n in layout.nodes)
+    pod_block = layout.pod_block
+    if spec.pod_block is not None:
+        try:
+            pod_block = (str(ipaddress.ip_network(spec.pod_block)),)
+        except ValueError as exc:
+            raise LabError(f"--pod-block {spec.pod_block}: {exc}") from exc
+    return dataclasses.replace(layout, nodes=nodes, namespace=layout.name, pod_block=pod_block)
 
 
 def _layout_doc(layout: LabLayout) -> dict[str, Any]:
@@ -103,6 +142,7 @@ def _layout_doc(layout: LabLayout) -> dict[str, Any]:
         "serviceBlock": list(layout.service_block),
         "nodeSubnet": str(layout.node_subnet),
         "secondaryType": layout.secondary_type,
+        "namespace": layout.namespace,
         "secondaries": [
             {
                 "name": s.name,
@@ -163,6 +203,7 @@ def layout_from_state(state: LabState) -> LabLayout:
             for n in doc["nodes"]
         ),
         secondary_type=doc.get("secondaryType", "macvlan"),
+        namespace=doc.get("namespace", POD_NAMESPACE),
     )
 
 
@@ -189,8 +230,8 @@ def up(spec: LabSpec, progress: Progress = _quiet) -> UpReport:
     state = LabState.create(layout.root, {"layout": _layout_doc(layout)})
     paths = LabPaths(layout.root)
     try:
-        _build(layout, cp, paths, state, report, progress)
-    except (LabError, CNIError, OSError, nsutil.LabError) as exc:
+        _build(spec, layout, cp, paths, state, report, progress)
+    except (LabError, CNIError, OSError) as exc:
         progress("failed: removing what was made")
         down(layout.name)
         raise LabError(str(exc)) from exc
@@ -209,6 +250,7 @@ def _our_namespace_names(layout: LabLayout) -> list[str]:
 
 
 def _build(
+    spec: LabSpec,
     layout: LabLayout,
     cp: ClusterPlan,
     paths: LabPaths,
@@ -219,10 +261,19 @@ def _build(
     began = time.monotonic()
     cluster.install_binaries(paths)
     report.host_changes = cluster.size_neighbour_tables(layout)
+    backends.start_store(spec.store, paths, state, progress)
+    kubeconfig = spec.kubeconfig
+    if spec.kube:
+        kubeconfig = backends.start_control_plane(layout, paths, state, progress)
+    if kubeconfig is not None:
+        backends.use_api(kubeconfig, layout, paths, state, own=spec.kube)
     cluster.build_underlay(layout, state)
     for node in layout.nodes:
         cluster.build_node(layout, node, state)
-    cluster.write_objects(layout, cp, paths)
+    objects = cluster.write_objects(layout, cp, paths)
+    if kubeconfig is not None:
+        backends.make_objects(layout, paths, state, objects, progress)
+    backends.start_relay(layout, paths, state)
     report.seconds["namespaces"] = time.monotonic() - began
     progress("nodes built")
     mark = time.monotonic()
@@ -248,7 +299,8 @@ def require(name: str) -> tuple[LabState, LabLayout, LabPaths]:
 
 
 def down(name: str, progress: Progress = _quiet) -> list[str]:
-    """Remove the lab: DEL its pods, stop its daemons, delete its namespaces and files.
+    """Remove the lab: DEL its pods, stop its daemons, delete its API objects, stop its
+    helpers (etcd, the API relay), delete its namespaces and files.
 
     Returns the problems met on the way (nothing is left either way).
     """
@@ -261,7 +313,7 @@ def down(name: str, progress: Progress = _quiet) -> list[str]:
     paths = LabPaths(state.root)
     with contextlib.suppress(KeyError, ValueError, TypeError):
         layout = layout_from_state(state)
-        alive = {n for n, pid in state.data["daemons"].items() if cluster._alive(pid)}
+        alive = {n for n, pid in state.data["daemons"].items() if cluster.alive(pid)}
         pods = [
             (node, pod)
             for node, pod in layout.all_pods()
@@ -272,10 +324,12 @@ def down(name: str, progress: Progress = _quiet) -> list[str]:
     for node, pid in list(state.data["daemons"].items()):
         cluster.stop_daemon(pid, paths.config(node))
     progress("daemons stopped")
+    problems += backends.remove_objects(state)
+    backends.stop_helpers(state)
     for namespace in reversed(state.data["namespaces"]):
         try:
             nsutil.delete_netns(namespace)
-        except nsutil.LabError as exc:
+        except LabError as exc:
             problems.append(str(exc))
     shutil.rmtree(root, ignore_errors=True)
     progress("namespaces removed")
@@ -302,7 +356,7 @@ def addresses(layout: LabLayout, paths: LabPaths) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for _, pod in layout.all_pods():
         by_network: dict[str, str] = {}
-        for entry in cluster.pod_status(paths, pod):
+        for entry in cluster.pod_status(layout, paths, pod):
             name = "primary" if entry.get("default") else entry["name"].split("/")[-1]
             for ip in entry.get("ips", []):
                 by_network.setdefault(f"{name} (IPv6)" if ":" in ip else name, ip)
@@ -357,7 +411,8 @@ def check(name: str, progress: Callable[[int], None] | None = None) -> list[Prob
 
 def remove_node(name: str, node_name: str) -> None:
     """The node leaves: its pods DELeted, its daemon stopped, it leaves the primary network
-    (deregistered; its routes/FDB go from the others at their next resync), namespaces gone."""
+    (deregistered, or its Node deleted in the API; its routes/FDB go from the others),
+    namespaces gone."""
     from multinic.podnet.agent import PodNetAgent
     from multinic.podnet.config import parse_podnet_config
 
@@ -378,6 +433,7 @@ def remove_node(name: str, node_name: str) -> None:
         agent.network.leave(paths.node(node.name) / "net.d")
     finally:
         agent.stop()
+    backends.delete_node(state, node.name)
     for pod in node.pods:
         nsutil.delete_netns(layout.pod_netns(pod))
     nsutil.delete_netns(node.netns)
@@ -404,7 +460,7 @@ def gc_secondaries(name: str) -> dict[str, list[str]]:
         for ifname in _ifnames(layout)
     ]
     released: dict[str, list[str]] = {}
-    store = SQLiteStore(str(paths.db))
+    store = open_lab_store(paths)
     try:
         for secondary in layout.secondaries:
             if secondary.ipam != "cluster-wide":
@@ -416,6 +472,11 @@ def gc_secondaries(name: str) -> dict[str, list[str]]:
     return released
 
 
+def open_lab_store(paths: LabPaths) -> Store:
+    """The lab's cluster store (SQLite or its etcd), as both IPAMs open it; close it after."""
+    return open_store(parse_store({"store": paths.backend.store}, "lab"))
+
+
 def _ifnames(layout: LabLayout) -> list[str]:
     return [f"net{i}" for i in range(1, len(layout.secondaries) + 1)]
 
@@ -423,7 +484,7 @@ def _ifnames(layout: LabLayout) -> list[str]:
 def held(name: str) -> dict[str, list[str]]:
     """The cluster-wide IPAM's attachments per secondary network (for leak checks)."""
     _, layout, paths = require(name)
-    store = SQLiteStore(str(paths.db))
+    store = open_lab_store(paths)
     try:
         return {
             s.name: sorted(
@@ -452,8 +513,10 @@ def status(name: str) -> dict[str, Any]:
                 "netns": node.netns,
                 "address": str(node.address),
                 "podCIDRs": cidrs,
-                "daemon": pid if pid is not None and cluster._alive(pid) else None,
+                "daemon": pid if pid is not None and cluster.alive(pid) else None,
                 "pods": {pod: known.get(pod, {}) for pod in node.pods},
             }
         )
-    return {"lab": _layout_doc(layout) | {"nodes": nodes}}
+    backend = paths.backend
+    where = {"store": backend.store["type"], "kubeconfig": backend.kubeconfig}
+    return {"lab": _layout_doc(layout) | where | {"nodes": nodes}}

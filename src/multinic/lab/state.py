@@ -54,6 +54,11 @@ class LabState:
             self.data["namespaces"].append(name)
         self.save()
 
+    def set_helper(self, name: str, pid: int) -> None:
+        """A process the lab runs besides the daemons (etcd members, the API relay)."""
+        self.data.setdefault("helpers", {})[name] = pid
+        self.save()
+
     def set_daemon(self, node: str, pid: int | None) -> None:
         if pid is None:
             self.data["daemons"].pop(node, None)

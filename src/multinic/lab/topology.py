@@ -71,6 +71,8 @@ class LabLayout:
     secondaries: tuple[SecondaryLayout, ...]
     nodes: tuple[NodeLayout, ...] = field(default_factory=tuple)
     secondary_type: str = "macvlan"  # one of SECONDARY_TYPES
+    #: The pods' Kubernetes namespace (against an API server: the lab's own, named as the lab).
+    namespace: str = POD_NAMESPACE
 
     @property
     def underlay_netns(self) -> str:

@@ -191,8 +191,17 @@ def _block_prefixes(raw: Mapping[str, Any], where: str) -> dict[int, int]:
     return out
 
 
+#: The node's name in the environment (Whereabouts' variable): the node daemon sets it to
+#: its ``podnet.nodeName``, since nodes sharing one host (the lab) share its host name.
+NODE_NAME_ENV = "NODENAME"
+
+
 def _node_name(raw: Mapping[str, Any], where: str) -> str:
-    node = _optional_string(raw, "node_name", where) or os.uname().nodename
+    node = (
+        _optional_string(raw, "node_name", where)
+        or os.environ.get(NODE_NAME_ENV, "").strip()
+        or os.uname().nodename
+    )
     if not NODE_NAME_RE.fullmatch(node):
         raise InvalidConfigError(f"{PLUGIN_TYPE}: node name {node!r} is invalid", where)
     return node

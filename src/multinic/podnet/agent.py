@@ -1,14 +1,20 @@
-"""The primary network inside the node daemon: join at start, then reconcile on a timer.
+"""The primary network inside the node daemon: join at start, then reconcile as nodes change.
 
-The node list is polled every ``resync`` seconds (the store has no watch
-API shared by SQLite and etcd; one small read a second per node is cheap);
-a failed round is logged and retried at the next, never fatal to the daemon.
+From the cluster store the node list is polled every ``resync`` seconds (the
+store has no watch API shared by SQLite and etcd; one small read a second per
+node is cheap). From the API server the agent watches Nodes from the last
+list's resourceVersion, one watch request of up to WATCH_SECONDS (or
+``resync``, if longer) at a time: a Node added or deleted is reconciled at
+once, and the end of a quiet watch is a round too (it repairs what changed
+in the kernel meanwhile). A failed round is logged and retried at the next,
+never fatal to the daemon; stopping interrupts a watch in progress.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 from multinic.cni.errors import CNIError
@@ -17,6 +23,9 @@ from multinic.plugins.cluster_ipam import open_store, parse_store
 from multinic.podnet.config import PodNetConfig
 from multinic.podnet.network import PodNetwork
 from multinic.podnet.registry import KubeNodeList, StoreRegistry
+
+#: With the API: the longest wait for a Node to change before a round anyway.
+WATCH_SECONDS = 30.0
 
 
 class PodNetAgent:
@@ -43,9 +52,9 @@ class PodNetAgent:
                 config.node_prefix,
             )
             return cls(PodNetwork(config, registry, registry, netns), conf_dir)
-        from multinic.kube.api import ApiSource
+        from multinic.kube.nodes import NodeWatch
 
-        nodes = KubeNodeList(ApiSource.connect(config.kubeconfig))
+        nodes = KubeNodeList(NodeWatch.connect(config.kubeconfig))
         return cls(PodNetwork(config, nodes, None, netns), conf_dir)
 
     def start(self) -> None:
@@ -57,7 +66,7 @@ class PodNetAgent:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.network.config.resync):
+        while not self._pause():
             try:
                 for change in self.network.reconcile():
                     print(f"multinic node: podnet: {change}", file=sys.stderr, flush=True)
@@ -65,9 +74,32 @@ class PodNetAgent:
                 print(f"multinic node: podnet: reconcile failed: {exc}", file=sys.stderr)
             self.rounds += 1
 
+    def _pause(self) -> bool:
+        """Until the node list may have changed (a watch event, or ``resync`` seconds);
+        whether the agent is stopping."""
+        resync = self.network.config.resync
+        nodes = self.network.nodes
+        if not isinstance(nodes, KubeNodeList):
+            return self._stop.wait(resync)
+        began = time.monotonic()
+        try:
+            if nodes.wait_for_change(max(resync, WATCH_SECONDS)):
+                return self._stop.is_set()
+        except (CNIError, OSError) as exc:
+            print(f"multinic node: podnet: watching nodes failed: {exc}", file=sys.stderr)
+        # No event (or a failed watch): never look again sooner than resync seconds.
+        return self._stop.wait(max(0.0, resync - (time.monotonic() - began)))
+
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        deadline = time.monotonic() + 10
+        while self._thread is not None and self._thread.is_alive():
+            if isinstance(self.network.nodes, KubeNodeList):
+                self.network.nodes.interrupt()  # a watch may have begun just before the stop
+            self._thread.join(timeout=0.2)
+            if time.monotonic() > deadline:
+                break
         if self.store is not None:
             self.store.close()
+        if isinstance(self.network.nodes, KubeNodeList):
+            self.network.nodes.close()

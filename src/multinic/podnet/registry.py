@@ -188,10 +188,22 @@ def _ips(texts: Sequence[str]) -> tuple[IPAddress, ...]:
 
 
 class KubeNodeList:
-    """Nodes and their ``spec.podCIDRs`` from the API server (``list_nodes`` of the source)."""
+    """Nodes and their ``spec.podCIDRs`` from the API server (a
+    :class:`~multinic.kube.nodes.NodeWatch`: ``list_nodes``, ``wait_for_change``, ``close``)."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Up to ``timeout`` seconds for a Node to change after the last :meth:`nodes`."""
+        return bool(self.source.wait_for_change(timeout))
+
+    def interrupt(self) -> None:
+        """End a :meth:`wait_for_change` of another thread now."""
+        self.source.interrupt()
+
+    def close(self) -> None:
+        self.source.close()
 
     def nodes(self) -> list[NodeEntry]:
         found = []

@@ -8,11 +8,9 @@ is that nothing of it is left: no namespace with its prefix, no state.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,71 +18,35 @@ import yaml
 
 from multinic.lab import cluster, run
 from multinic.lab import netns as nsutil
+from multinic.lab.errors import LabError
 from multinic.lab.topology import LabLayout, NodeLayout
-from tests.support.labs import leftovers, temporary_lab
+from tests.e2e.lab.helpers import block_nodes, eventually, failed, fdb, routes
+from tests.support.labs import leftovers
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def lab_name() -> Iterator[str]:
-    with temporary_lab() as name:
-        yield name
 
 
 def _up(name: str, **spec: Any) -> LabLayout:
     return run.up(run.LabSpec(name=name, **spec)).layout
 
 
-def _failed(name: str, only: Callable[[run.Probe], bool] = lambda p: True) -> list[run.Probe]:
-    return [p for p in run.check(name) if only(p) and not p.ok]
-
-
-def _routes(node: NodeLayout) -> list[dict[str, Any]]:
-    return [
-        r for r in nsutil.ip_json("route", "show", netns=node.netns) if r.get("protocol") == "77"
-    ]
-
-
-def _fdb(node: NodeLayout) -> list[dict[str, Any]]:
-    return nsutil.ip_json("-d", "link", "show", netns=node.netns) and [
-        e
-        for e in json.loads(
-            subprocess.run(
-                ["bridge", "-n", node.netns, "-j", "fdb", "show", "dev", "mnvx0"],
-                capture_output=True,
-                check=True,
-            ).stdout
-            or b"[]"
-        )
-        if e.get("dst")
-    ]
-
-
-def _eventually(what: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_host_gw_lab_every_pod_reaches_every_pod(lab_name: str) -> None:
     layout = _up(lab_name, nodes=3, pods=2, secondaries=2, overlay="host-gw")
 
-    assert _failed(lab_name) == []
+    assert failed(lab_name) == []
     node = layout.nodes[0]
-    routes = _routes(node)
-    assert len(routes) == 2  # the two other nodes' /24s, straight to their addresses
-    assert {r["dev"] for r in routes} == {layout.management}
-    assert {r["gateway"] for r in routes} == {str(n.address.ip) for n in layout.nodes[1:]}
+    held = routes(node)
+    assert len(held) == 2  # the two other nodes' /24s, straight to their addresses
+    assert {r["dev"] for r in held} == {layout.management}
+    assert {r["gateway"] for r in held} == {str(n.address.ip) for n in layout.nodes[1:]}
     tables = subprocess.run(
         ["ip", "netns", "exec", node.netns, "nft", "list", "table", "inet", "multinic_podnet"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"snat ip to {node.address.ip}" in tables
     assert all(block in tables for block in layout.pod_block)
+    # multinic-ipam claimed blocks for the daemons' node names, not the host's (NODENAME)
+    assert block_nodes(lab_name) == {n.name for n in layout.nodes}
 
     run.down(lab_name)
     assert leftovers(lab_name) == []
@@ -93,11 +55,11 @@ def test_host_gw_lab_every_pod_reaches_every_pod(lab_name: str) -> None:
 def test_vxlan_lab_and_a_node_that_leaves(lab_name: str) -> None:
     layout = _up(lab_name, nodes=3, pods=2, secondaries=1, overlay="vxlan")
 
-    assert _failed(lab_name) == []
+    assert failed(lab_name) == []
     first, _, third = layout.nodes
-    routes = _routes(first)
-    assert {r["dev"] for r in routes} == {"mnvx0"} and len(routes) == 2
-    assert {e["dst"] for e in _fdb(first)} == {str(n.address.ip) for n in layout.nodes[1:]}
+    held = routes(first)
+    assert {r["dev"] for r in held} == {"mnvx0"} and len(held) == 2
+    assert {e["dst"] for e in fdb(first)} == {str(n.address.ip) for n in layout.nodes[1:]}
     mtu = nsutil.ip_json("link", "show", "mnvx0", netns=first.netns)[0]["mtu"]
     assert mtu == 1500 - 50
 
@@ -105,13 +67,13 @@ def test_vxlan_lab_and_a_node_that_leaves(lab_name: str) -> None:
 
     gone = str(third.address.ip)
     for node in layout.nodes[:2]:
-        assert _eventually(lambda n=node: gone not in {e["dst"] for e in _fdb(n)})
-        assert _eventually(lambda n=node: len(_routes(n)) == 1)
+        assert eventually(lambda n=node: gone not in {e["dst"] for e in fdb(n)})
+        assert eventually(lambda n=node: len(routes(n)) == 1)
         neighbours = nsutil.ip_json("neigh", "show", "dev", "mnvx0", netns=node.netns)
         assert len(neighbours) == 1
     assert not nsutil.netns_path(third.netns).exists()
     remaining = {p for n in layout.nodes[:2] for p in n.pods}
-    assert _failed(lab_name, lambda p: p.source in remaining and p.target in remaining) == []
+    assert failed(lab_name, lambda p: p.source in remaining and p.target in remaining) == []
 
 
 DUAL_STACK_FABRIC = run.DEFAULT_FABRIC.with_name("fabric-dual-stack.yaml")
@@ -153,7 +115,7 @@ def test_dual_stack_pods_reach_each_other_over_ipv6_across_nodes(
         assert {r["dev"] for r in routes} == {layout.management}
     else:  # over the IPv4 underlay: one FDB entry per peer, a neighbour per peer and family
         assert {r["dev"] for r in routes} == {"mnvx0"}
-        assert sorted(e["dst"] for e in _fdb(first)) == sorted(str(n.address.ip) for n in others)
+        assert sorted(e["dst"] for e in fdb(first)) == sorted(str(n.address.ip) for n in others)
         assert _families(first) == [False, False, True, True]
     egress = subprocess.run(
         ["ip", "netns", "exec", first.netns, "nft", "list", "table", "inet", "multinic_podnet"],
@@ -164,10 +126,10 @@ def test_dual_stack_pods_reach_each_other_over_ipv6_across_nodes(
 
     run.remove_node(lab_name, others[-1].name)  # its IPv6 route (and VTEP) go from the others
 
-    assert _eventually(lambda: len(_routes6(first)) == 1)
+    assert eventually(lambda: len(_routes6(first)) == 1)
     if overlay == "vxlan":
-        assert _eventually(lambda: len(_fdb(first)) == 1)
-        assert _eventually(lambda: _families(first) == [False, True])
+        assert eventually(lambda: len(fdb(first)) == 1)
+        assert eventually(lambda: _families(first) == [False, True])
 
 
 def test_a_rebooted_node_s_addresses_are_reclaimed_by_gc(lab_name: str) -> None:
@@ -216,7 +178,7 @@ def test_a_daemon_killed_during_a_burst(lab_name: str) -> None:
         try:
             cluster.shim(layout, node, pod, "ADD", paths)
             outcomes.append("ok")
-        except cluster.LabError as exc:
+        except LabError as exc:
             outcomes.append(str(exc))
 
     threads = [threading.Thread(target=add_one, args=(p,)) for p in burst.pods]
@@ -233,7 +195,7 @@ def test_a_daemon_killed_during_a_burst(lab_name: str) -> None:
     for failure in (o for o in outcomes if o != "ok"):
         assert "code" in failure  # a clean CNI error, not a hang or a traceback
     originals = {p for n in layout.nodes for p in n.pods}
-    assert _failed(lab_name, lambda p: p.source in originals and p.target in originals) == []
+    assert failed(lab_name, lambda p: p.source in originals and p.target in originals) == []
 
     problems = cluster.delete_pods(layout, [(node, p) for p in burst.pods], paths)
     assert problems == []

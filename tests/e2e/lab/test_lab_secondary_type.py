@@ -12,6 +12,7 @@ import subprocess
 
 from multinic.lab import cluster
 from multinic.lab import netns as nsutil
+from multinic.lab.errors import LabError
 from tests.support.labs import leftovers, temporary_lab
 
 
@@ -20,7 +21,7 @@ def _kernel_makes_ipvlan(scratch: str) -> bool:
         nsutil.ip("link", "add", "m0", "type", "veth", "peer", "name", "m1", netns=scratch)
         try:
             nsutil.ip("link", "add", "link", "m0", "name", "i0", "type", "ipvlan", netns=scratch)
-        except nsutil.LabError:
+        except LabError:
             return False
     return True
 

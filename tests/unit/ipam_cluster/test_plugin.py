@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -94,6 +95,17 @@ def test_block_sizes_and_node_slice_size() -> None:
     assert parse(range="10.0.0.0/24", node_slice_size="/27").pools[0].block_prefixlen == 27
     # A range smaller than a block is one block.
     assert parse(range="10.0.0.0/29").pools[0].block_prefixlen == 29
+
+
+def test_node_name_from_config_then_nodename_then_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NODENAME", raising=False)
+    assert parse_config({"range": "10.0.0.0/24"}, "net").node == os.uname().nodename
+    monkeypatch.setenv("NODENAME", "lab-node-2")  # what the node daemon sets
+    assert parse_config({"range": "10.0.0.0/24"}, "net").node == "lab-node-2"
+    assert parse(range="10.0.0.0/24").node == "n"  # the config's node_name wins
+    monkeypatch.setenv("NODENAME", "bad name")
+    with pytest.raises(InvalidConfigError, match="node name"):
+        parse_config({"range": "10.0.0.0/24"}, "net")
 
 
 def test_overlapping_ranges_switch() -> None:

@@ -1,4 +1,5 @@
-"""A throwaway certificate authority for test clusters, made with the openssl CLI.
+"""A throwaway certificate authority for the lab's control plane (``multinic lab up --kube``)
+and the test suite's clusters, made with the openssl CLI.
 
 Every key is ECDSA P-256 (fast to make, accepted by Kubernetes for serving,
 client and service-account keys); certificates live for two days, long enough
@@ -10,6 +11,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from multinic.lab.errors import LabError
+
 DAYS = "2"
 
 
@@ -18,7 +21,7 @@ def _openssl(*args: str, cwd: Path) -> None:
         ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
     )
     if done.returncode != 0:
-        raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
+        raise LabError(f"openssl {args[0]} failed: {done.stderr.strip()}")
 
 
 def _key_and_request(name: str, subject: str, cwd: Path) -> None:
