@@ -4,7 +4,8 @@ The IPAM store (:mod:`multinic.ipam.kube_store`) runs inside every
 ``multinic-ipam`` executable, one process per pod ADD, started ``-IS`` (no
 ``site``: see multinic.plugins.install). Importing lightkube there costs about
 0.26-0.44 s per call on the test machine (``python -X importtime -c "import
-lightkube"``) and needs ``site``; ``http.client`` and ``ssl`` cost about 35 ms.
+lightkube"``) and needs ``site``; ``ssl`` and :mod:`multinic.minihttp` (not
+``http.client``, whose ``email`` imports alone cost ~20 ms) cost far less.
 The store needs six verbs on one API group (get, list by label, create, merge
 patch with a resourceVersion precondition, delete with one, get pod), so they
 are written here, in multinic.kube, which stays the only package that talks to
@@ -22,7 +23,6 @@ out, 429 or 5xx is :class:`KubeUnavailableError` (code 11, try again); a refusal
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import ssl
@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from multinic.cni.errors import InvalidConfigError, KubeRequestError, KubeUnavailableError
+from multinic.minihttp import Connection
 from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ class RestClient:
         self.access = access
         self.timeout = timeout
         self._context = tls_context(access) if access.tls else None
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self.requests = 0  # round trips made (benchmarks count them)
 
     def close(self) -> None:
@@ -277,27 +278,16 @@ class RestClient:
                 f"Kubernetes API: no time left for {what}", self.access.server
             )
         payload = None if body is None else json.dumps(body).encode()
-        conn = self._conn
-        if conn is None:
-            if self._context is not None:
-                conn = http.client.HTTPSConnection(
-                    self.access.host, self.access.port, timeout=timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(
-                    self.access.host, self.access.port, timeout=timeout
-                )
-            self._conn = conn
+        if self._conn is None:
+            self._conn = Connection(
+                self.access.host, self.access.port, timeout=timeout, context=self._context
+            )
         self.requests += 1
         try:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            conn.request(method, path, payload, self._headers(content_type if payload else None))
-            response = conn.getresponse()
-            status, data = response.status, response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()  # a broken or timed-out connection is never reused
+            headers = self._headers(content_type if payload else None)
+            status, data = self._conn.request(method, path, payload, headers, timeout=timeout)
+        except OSError as exc:
+            # The connection closed itself: a broken or timed-out one is never reused.
             raise KubeUnavailableError(
                 f"Kubernetes API server unreachable: {what}",
                 f"{self.access.server}: {type(exc).__name__}: {exc}",
