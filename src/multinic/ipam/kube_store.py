@@ -131,20 +131,6 @@ def columns(key: str, value: str | None) -> dict[str, Any]:
                 "used": used,
                 "capacity": capacity,
             }
-        if part[0] == "handles":
-            ips = doc.get("ips", [])
-            pod = doc.get("pod") or {}
-            return {
-                "network": part[1],
-                "containerID": part[2],
-                "ifname": part[3],
-                "ips": ",".join(str(i["ip"]) for i in ips),
-                "node": ",".join(sorted({str(i["node"]) for i in ips})),
-                "pod": f"{pod['namespace']}/{pod['name']}" if pod.get("name") else "",
-            }
-        if part[0] == "ips":
-            owner = doc.get("owner") or []
-            return {"pool": doc.get("pool", ""), "owner": "/".join(map(str, owner))}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return {}
     return {}
