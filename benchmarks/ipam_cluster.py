@@ -12,7 +12,9 @@ Contenders, in one run against the same etcd cluster (a fresh key prefix each):
   same allocator, same etcd), so the difference is the design alone.
 
 Each node is a process; all start together on a signal. Reported: total
-seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio.
+seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio;
+and, first, one node alone: store requests per ADD/DEL, ms per request, and the
+executable's time per ADD against its start-up (benchmarks/ipam_profile.py).
 
 Run:  .venv/bin/python benchmarks/ipam_cluster.py [--nodes 10] [--per-node 100] [--rounds 3]
       [--with-executables]
@@ -35,6 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import ipam_profile  # noqa: E402
 from tests.support.etcd_cluster import EtcdCluster  # noqa: E402
 
 from multinic.plugins.install import install_plugins  # noqa: E402
@@ -196,6 +199,10 @@ def main() -> None:
         bin_dir = Path(tmp) / "bin"
         install_plugins(str(bin_dir))
         with EtcdCluster(Path(tmp) / "etcd", size=3) as cluster:
+            config = network_config(cluster.endpoints, "/bench-profile/")
+            config["ipam"]["node_name"] = "profile-node"
+            found = ipam_profile.profile(config, bin_dir)
+            print(f"one node, etcd: {ipam_profile.format_profile(found)}", file=sys.stderr)
             plan = [
                 ["blocks", "single-key"] if n % 2 == 0 else ["single-key", "blocks"]
                 for n in range(args.rounds)
@@ -211,6 +218,7 @@ def main() -> None:
                     rows.append({**run_mode(mode, args.nodes, args.per_node, base), "round": n})
                     print(json.dumps(rows[-1]), file=sys.stderr)
     report(rows, args.nodes, args.per_node)
+    print(f"One node alone (benchmarks/ipam_profile.py): {ipam_profile.format_profile(found)}")
 
 
 def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
