@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 
@@ -299,7 +299,8 @@ class KubeStore:
         changes: Mapping[str, bytes | None],
         deadline: float,
     ) -> bool:
-        txn = self._txn_name("t" + secrets.token_hex(10))
+        # os.urandom, not secrets: the same bytes without secrets' imports on every start.
+        txn = self._txn_name("t" + os.urandom(10).hex())
         expires = self.clock() + max(deadline - time.monotonic(), 0.0) + LOCK_GRACE
         locked: dict[str, Locked] = {}
         try:
