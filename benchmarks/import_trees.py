@@ -5,9 +5,9 @@ A plugin executable imports its module on every call (``python -IS``, as
 compares a git revision's ``src/`` (``git archive``) with the working tree:
 each round imports every module once from each tree in a fresh interpreter,
 alternating which tree goes first, so load on the machine hits both alike.
-Reported: median ms per tree and the median of per-round ratios (working tree
-/ revision). The control ``multinic.cni.skel`` shows the noise floor when it is
-unchanged in both.
+Reported: median CPU ms per tree (the interpreter's start included) and the
+median of per-round ratios (working tree / revision). The control
+``multinic.cni.skel`` shows the noise floor when it is unchanged in both.
 
 Run:  .venv/bin/python benchmarks/import_trees.py REVISION [--rounds 60] [MODULE ...]
 """
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import resource
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,12 +44,15 @@ def export(revision: str, into: Path) -> Path:
 
 
 def import_once(tree: Path, modules: str) -> float:
-    """Seconds a fresh ``python -IS`` takes to import ``modules`` (comma-separated)."""
+    """CPU seconds (user + system) a fresh ``python -IS`` spends to import ``modules``
+    (comma-separated), start-up included: CPU time, not wall time, so the load other
+    work puts on the machine barely moves it."""
     code = f"import sys; sys.path.insert(0, {str(tree)!r})\n"
     code += "".join(f"import {m}\n" for m in modules.split(","))
-    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-IS", "-c", code], check=True)
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -71,7 +74,7 @@ def main() -> None:
                 for name in order:
                     times[(module, name)].append(import_once(trees[name], module))
     print(f"{args.rounds} rounds, before = {args.revision}, after = the working tree")
-    print("| modules | before ms | after ms | median per-round ratio after / before |")
+    print("| modules | before CPU ms | after CPU ms | median per-round ratio after / before |")
     print("|---|---:|---:|---:|")
     for module in args.modules:
         before, after = times[(module, "before")], times[(module, "after")]
