@@ -222,19 +222,20 @@ class KubeCluster:
         finally:
             conn.close()
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, *, ignore: tuple[str, ...] = ()) -> None:
+        """Until the apiserver answers /readyz; every program but ``ignore`` must live."""
         end = time.monotonic() + START_TIMEOUT
         while time.monotonic() < end:
-            self._check_alive()
+            self._check_alive(ignore)
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if self.get("/readyz", timeout=2)[0] == 200:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"kube-apiserver not ready after {START_TIMEOUT}s: {self.logs()}")
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, ignore: tuple[str, ...] = ()) -> None:
         for process in self.processes:
-            if not process.alive():
+            if process.name not in ignore and not process.alive():
                 raise RuntimeError(f"{process.name} exited: {process.log_tail()}")
 
     def install_crds(self) -> None:
@@ -308,7 +309,8 @@ class KubeCluster:
         """
         self._respawn(self._process(name))
         if name == "kube-apiserver":
-            self._wait_ready()
+            # The controller-manager may have exited meanwhile: it is started again below.
+            self._wait_ready(ignore=("kube-controller-manager",))
             self._wait_custom_resources_served()
             for process in list(self.processes):
                 if not process.alive():
