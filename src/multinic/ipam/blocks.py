@@ -206,7 +206,8 @@ class Plan:
         self.read = read
         self.docs: dict[str, Doc | None] = {}
         self.expected: dict[str, int] = {}
-        self.changes: dict[str, bytes | None] = {}
+        #: keys to write, with their documents as they are at commit time
+        self.written: dict[str, None] = {}
 
     def get(self, key: str) -> Doc | None:
         """The document at ``key`` as this attempt sees it (read on first use)."""
@@ -238,12 +239,17 @@ class Plan:
         """Write ``doc`` (None deletes) if ``key`` is still as read (absent if unread)."""
         self.docs[key] = doc
         self.expected[key] = self.read[key].revision if key in self.read else 0
-        self.changes[key] = None if doc is None else encode(doc)
+        self.written[key] = None
 
     def commit(self) -> bool:
-        if not self.changes:
+        """Write every put document as it is now (later edits of a put document count)."""
+        if not self.written:
             return True
-        return self.store.commit(self.expected, self.changes, deadline=self.deadline)
+        changes = {}
+        for key in self.written:
+            doc = self.docs[key]
+            changes[key] = None if doc is None else encode(doc)
+        return self.store.commit(self.expected, changes, deadline=self.deadline)
 
 
 # --- allocation inside one block ------------------------------------------------
@@ -472,8 +478,8 @@ def _claim_block(plan: Plan, pool: Pool, node: str, owner: Owner) -> Reservation
             # Wholly excluded (or taken by overlapping networks): not worth claiming.
             mine["blocks"].pop(str(block), None)
             continue
-        _take_block(plan, pool, pool_doc, node, block, shared)
         pool_doc["last"] = str(block)
+        _take_block(plan, pool, pool_doc, node, block, shared)
         plan.put(node_key(pool.id, node), mine)
         return _reservation(pool, node, str(block), got)
 

@@ -88,6 +88,10 @@ def test_a_full_block_makes_the_node_claim_another(store: Store) -> None:
     got = [add(store, p, "n", f"c{n}") for n in range(9)]
     assert [str(r.block) for r in got] == ["10.1.0.0/29"] * 7 + ["10.1.0.8/29"] * 2
     assert len({r.address for r in got}) == 9
+    # The pool's round-robin cursor is written with the claim.
+    key = blocks.pool_key(p.id)
+    pool_doc = blocks.decode(key, store.snapshot([key], deadline=deadline_after(5))[key])
+    assert pool_doc is not None and pool_doc["last"] == "10.1.0.8/29"
 
 
 def test_when_no_block_is_left_nodes_borrow_then_the_range_is_exhausted(store: Store) -> None:
