@@ -12,10 +12,16 @@ Contenders, in one run against the same etcd cluster (a fresh key prefix each):
   same allocator, same etcd), so the difference is the design alone.
 
 Each node is a process; all start together on a signal. Reported: total
-seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio.
+seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio;
+and, first, one node alone: store requests per ADD/DEL, ms per request, and the
+executable's time per ADD against its start-up (benchmarks/ipam_profile.py).
+
+With ``--baseline SRC`` the same rounds also run ``blocks`` (and, with
+executables, ``blocks-exec``) on multinic from another tree's ``src/``, so a
+change is measured against what it replaces under the same load.
 
 Run:  .venv/bin/python benchmarks/ipam_cluster.py [--nodes 10] [--per-node 100] [--rounds 3]
-      [--with-executables]
+      [--with-executables] [--modes blocks,single-key] [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -146,8 +152,12 @@ def worker(spec: dict[str, Any]) -> None:
 
 def run_mode(mode: str, nodes: int, per_node: int, base: dict[str, Any]) -> dict[str, Any]:
     procs = []
+    env = dict(os.environ)
+    if base.get("baseline"):  # multinic from the baseline tree, ahead of this one
+        env["PYTHONPATH"] = base["baseline"]
     for n in range(nodes):
-        spec = {**base, "mode": mode, "node": f"node{n}", "count": per_node}
+        spec = {**base, "mode": mode.removesuffix("-baseline"), "node": f"node{n}"}
+        spec["count"] = per_node
         spec["config"] = json.loads(json.dumps(base["config"]))
         spec["config"]["ipam"]["node_name"] = f"node{n}"
         procs.append(
@@ -156,6 +166,7 @@ def run_mode(mode: str, nodes: int, per_node: int, base: dict[str, Any]) -> dict
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 cwd=REPO,
+                env=env,
             )
         )
     time.sleep(2.0)  # let every node finish importing before the start signal
@@ -186,31 +197,60 @@ def main() -> None:
     parser.add_argument(
         "--with-executables", action="store_true", help="one round of a process per ADD too"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run blocks (and blocks-exec) with multinic from SRC (a tree's src/, e.g. "
+        "`git archive REV | tar -x -C DIR`), interleaved in the same rounds",
+    )
+    parser.add_argument("--modes", default="blocks,single-key", help="modes of every round")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
         return
+    # Not at the top: a baseline tree's workers import this file and may lack what it uses.
+    from benchmarks import ipam_profile
+
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
         bin_dir = Path(tmp) / "bin"
         install_plugins(str(bin_dir))
+        bin_dirs = {"": str(bin_dir)}
+        if args.baseline:
+            bin_dirs["-baseline"] = install_baseline(args.baseline, Path(tmp) / "bin-baseline")
         with EtcdCluster(Path(tmp) / "etcd", size=3) as cluster:
-            plan = [
-                ["blocks", "single-key"] if n % 2 == 0 else ["single-key", "blocks"]
-                for n in range(args.rounds)
-            ]
+            config = network_config(cluster.endpoints, "/bench-profile/")
+            config["ipam"]["node_name"] = "profile-node"
+            found = ipam_profile.profile(config, bin_dir)
+            print(f"one node, etcd: {ipam_profile.format_profile(found)}", file=sys.stderr)
+            modes = args.modes.split(",")
+            if args.baseline:
+                modes.append("blocks-baseline")
+            plan = [modes if n % 2 == 0 else modes[::-1] for n in range(args.rounds)]
             if args.with_executables:
-                plan.append(["blocks-exec"])
-            for n, modes in enumerate(plan):
-                for mode in modes:
+                plan.append(["blocks-exec", "blocks-exec-baseline"][: len(bin_dirs)])
+            for n, round_modes in enumerate(plan):
+                for mode in round_modes:
                     base = {
                         "config": network_config(cluster.endpoints, f"/bench-{mode}-{n}/"),
-                        "bin_dir": str(bin_dir),
+                        "bin_dir": bin_dirs["-baseline" if mode.endswith("-baseline") else ""],
+                        "baseline": args.baseline if mode.endswith("-baseline") else None,
                     }
                     rows.append({**run_mode(mode, args.nodes, args.per_node, base), "round": n})
                     print(json.dumps(rows[-1]), file=sys.stderr)
     report(rows, args.nodes, args.per_node)
+    print(f"One node alone (benchmarks/ipam_profile.py): {ipam_profile.format_profile(found)}")
+
+
+def install_baseline(src: str, bin_dir: Path) -> str:
+    """The baseline tree's plugin executables (they import multinic from ``src``)."""
+    code = (
+        f"from multinic.plugins.install import install_plugins; install_plugins({str(bin_dir)!r})"
+    )
+    env = {**os.environ, "PYTHONPATH": src}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return str(bin_dir)
 
 
 def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
@@ -220,7 +260,7 @@ def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
     )
     print("| contender | rounds | total s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")
-    for mode in ("blocks", "single-key", "blocks-exec"):
+    for mode in ("blocks", "blocks-baseline", "single-key", "blocks-exec", "blocks-exec-baseline"):
         mine = [r for r in rows if r["mode"] == mode]
         if not mine:
             continue
@@ -236,12 +276,17 @@ def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
     by_round: dict[int, dict[str, float]] = {}
     for r in rows:
         by_round.setdefault(r["round"], {})[r["mode"]] = r["total_s"]
-    ratios = [t["single-key"] / t["blocks"] for t in by_round.values() if len(t) == 2]
-    if ratios:
-        print(
-            f"single-key / blocks total time, median of per-round ratios: "
-            f"{statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})"
-        )
+    for top, bottom in (
+        ("single-key", "blocks"),
+        ("blocks", "blocks-baseline"),
+        ("blocks-exec", "blocks-exec-baseline"),
+    ):
+        ratios = [t[top] / t[bottom] for t in by_round.values() if top in t and bottom in t]
+        if ratios:
+            print(
+                f"{top} / {bottom} total time, median of per-round ratios: "
+                f"{statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})"
+            )
 
 
 if __name__ == "__main__":

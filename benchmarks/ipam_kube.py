@@ -20,10 +20,14 @@ environment), against the same API server:
 Reported per contender: total seconds, ADDs done, p50/p99 per ADD, errors (by
 code or message), duplicate addresses. A contender still running at ``--cap``
 seconds is stopped and reported with what it finished (marked "capped").
-Also measured: round trips per ADD on the Kubernetes store (one node, in-process).
+Ratios multinic/Whereabouts are medians of per-round ratios (``--rounds``: the
+order of contenders reverses every round, so load drift hits both alike; a
+capped run gives no ratio). Also measured first, one node alone: API requests
+per ADD/DEL, ms per request, and the executable's ADD against its start-up
+(benchmarks/ipam_profile.py).
 
 Run:  .venv/bin/python benchmarks/ipam_kube.py [--nodes 10] [--per-node 100] [--cap 900]
-      [--only multinic,whereabouts,...]
+      [--rounds 1] [--only multinic,whereabouts,...]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import ipam_profile  # noqa: E402
 from benchmarks.anchors import (  # noqa: E402
     WHEREABOUTS_NAMESPACE,
     Whereabouts,
@@ -226,47 +231,12 @@ def write_node_slices(cluster: KubeCluster, name: str, nodes: int) -> None:
     )
 
 
-def round_trips(cluster: KubeCluster, count: int = 20) -> dict[str, float]:
-    """Requests to the API server per ADD and per DEL, one node, in-process."""
-    from multinic.cni import skel
-    from multinic.ipam.kube_store import KubeStore
-    from multinic.plugins.cluster_ipam import PLUGIN
-
-    made: list[int] = []
-    real_close = KubeStore.close
-
-    def close(self: KubeStore) -> None:
-        made.append(self.round_trips)
-        real_close(self)
-
-    KubeStore.close = close  # type: ignore[method-assign]
-    try:
-        spec = multinic_specs(cluster, Path("/nonexistent"), 1, count, True)[0]
-        stdin = json.dumps(spec["config"]).encode()
-        out: dict[str, float] = {}
-        for verb in ("ADD", "DEL"):
-            made.clear()
-            for n in range(count):
-                env = {
-                    "CNI_COMMAND": verb,
-                    "CNI_CONTAINERID": f"rt-{n}",
-                    "CNI_NETNS": "/x",
-                    "CNI_IFNAME": "net1",
-                    "CNI_PATH": "/x",
-                }
-                status, answer = skel.run(PLUGIN, env, stdin)
-                assert status == 0, answer
-            out[verb] = statistics.mean(made[1:])  # the first ADD also claims a block
-        return out
-    finally:
-        KubeStore.close = real_close  # type: ignore[method-assign]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--per-node", type=int, default=100)
     parser.add_argument("--cap", type=float, default=900.0, help="seconds per contender")
+    parser.add_argument("--rounds", type=int, default=1, help="the order reverses each round")
     parser.add_argument("--only", default=",".join(CONTENDERS))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -282,41 +252,67 @@ def main() -> None:
         with KubeCluster(work / "kube") as cluster, Whereabouts(cluster, work) as wb:
             wb.install_crds()
             print(f"control plane up in {cluster.started_in:.1f} s", file=sys.stderr)
-            trips = round_trips(cluster)
-            print(f"round trips per ADD/DEL (kubernetes store): {trips}", file=sys.stderr)
-            for name in chosen:
-                if name.startswith("multinic"):
-                    specs = multinic_specs(
-                        cluster, bin_dir, args.nodes, args.per_node, name.endswith("inproc")
-                    )
-                else:
-                    specs = whereabouts_specs(
-                        cluster, wb, args.nodes, args.per_node, name.endswith("nodeslice")
-                    )
-                rows.append(run_contender(name, specs, args.cap, work))
-                print(json.dumps(rows[-1]), file=sys.stderr)
-    report(rows, trips, args)
+            config = multinic_specs(cluster, bin_dir, 1, 0, True)[0]["config"]
+            config["ipam"]["node_name"] = "profile-node"
+            found = ipam_profile.profile(config, bin_dir)
+            print(f"one node: {ipam_profile.format_profile(found)}", file=sys.stderr)
+            for n in range(args.rounds):
+                for name in chosen if n % 2 == 0 else chosen[::-1]:
+                    specs = contender_specs(name, cluster, wb, bin_dir, args)
+                    rows.append({**run_contender(name, specs, args.cap, work), "round": n})
+                    print(json.dumps(rows[-1]), file=sys.stderr)
+    report(rows, found, args)
 
 
-def report(rows: list[dict[str, Any]], trips: dict[str, float], args: Any) -> None:
+def contender_specs(
+    name: str, cluster: KubeCluster, wb: Whereabouts, bin_dir: Path, args: Any
+) -> list[dict[str, Any]]:
+    if name.startswith("multinic"):
+        inproc = name.endswith("inproc")
+        return multinic_specs(cluster, bin_dir, args.nodes, args.per_node, inproc)
+    node_slice = name.endswith("nodeslice")
+    return whereabouts_specs(cluster, wb, args.nodes, args.per_node, node_slice)
+
+
+def report(rows: list[dict[str, Any]], found: dict[str, Any], args: Any) -> None:
     print(
         f"{args.nodes} nodes x {args.per_node} ADDs, one kube-apiserver 1.37 + etcd 3.6 on "
         f"loopback, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
     )
-    print("| contender | total s | ADDs done | p50 ms | p99 ms | errors | duplicates |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| round | contender | total s | ADDs done | p50 ms | p99 ms | errors | duplicates |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         total = f"{r['total_s']:.1f}" + (" (capped)" if r["capped"] else "")
         p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.0f}"
         p99 = "-" if r["p99_ms"] is None else f"{r['p99_ms']:.0f}"
         print(
-            f"| {r['contender']} | {total} | {r['done']}/{r['wanted']} | {p50} | {p99} "
-            f"| {r['errors']} | {r['duplicates']} |"
+            f"| {r['round']} | {r['contender']} | {total} | {r['done']}/{r['wanted']} | {p50} "
+            f"| {p99} | {r['errors']} | {r['duplicates']} |"
         )
     for r in rows:
         if r["error_kinds"]:
             print(f"{r['contender']} errors, e.g.: {r['error_kinds']}")
-    print(f"API requests per ADD / DEL, kubernetes store, one node: {trips}")
+    for ours in ("multinic", "multinic-inproc"):
+        for theirs in ("whereabouts", "whereabouts-nodeslice"):
+            ratios = round_ratios(rows, ours, theirs)
+            if ratios:
+                print(
+                    f"{ours} / {theirs} total time, median of per-round ratios: "
+                    f"{statistics.median(ratios):.3f} ({', '.join(f'{x:.3f}' for x in ratios)})"
+                )
+    print(f"One node alone (benchmarks/ipam_profile.py): {ipam_profile.format_profile(found)}")
+
+
+def round_ratios(rows: list[dict[str, Any]], ours: str, theirs: str) -> list[float]:
+    """ours/theirs total per round, for rounds where both finished every ADD."""
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["contender"]] = r
+    return [
+        got[ours]["total_s"] / got[theirs]["total_s"]
+        for got in by_round.values()
+        if ours in got and theirs in got and not got[ours]["capped"] and not got[theirs]["capped"]
+    ]
 
 
 if __name__ == "__main__":

@@ -136,15 +136,16 @@ class KubeCluster:
         """An admin GET against the apiserver: (status, body)."""
         return control_plane.admin_get(self.port, self.creds, path, timeout)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, *, ignore: tuple[str, ...] = ()) -> None:
+        """Until the apiserver answers /readyz; every program but ``ignore`` must live."""
         try:
-            control_plane.wait_ready(self.port, self.creds, self._check_alive)
+            control_plane.wait_ready(self.port, self.creds, lambda: self._check_alive(ignore))
         except LabError as exc:
             raise RuntimeError(f"{exc}: {self.logs()}") from exc
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, ignore: tuple[str, ...] = ()) -> None:
         for process in self.processes:
-            if not process.alive():
+            if process.name not in ignore and not process.alive():
                 raise RuntimeError(f"{process.name} exited: {process.log_tail()}")
 
     def install_crds(self) -> None:
@@ -218,7 +219,8 @@ class KubeCluster:
         """
         self._respawn(self._process(name))
         if name == "kube-apiserver":
-            self._wait_ready()
+            # The controller-manager may have exited meanwhile: it is started again below.
+            self._wait_ready(ignore=("kube-controller-manager",))
             self._wait_custom_resources_served()
             for process in list(self.processes):
                 if not process.alive():

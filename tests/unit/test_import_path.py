@@ -17,6 +17,8 @@ HEAVY = (
     "asyncio",
     "click",
     "dataclasses",
+    "email",  # http.client's header parsing: ~20 ms; the stores use multinic.minihttp
+    "http.client",
     "inspect",
     "logging",
     "pathlib",
@@ -68,6 +70,12 @@ def test_plugin_path_imports_nothing_heavy(module: str) -> None:
     loaded = set(json.loads(done.stdout))
     assert module in loaded  # the probe really imported it
     assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_the_etcd_store_without_tls_loads_no_ssl() -> None:
+    # Loading OpenSSL costs milliseconds of every plugin start; plain-http etcd needs none.
+    probe = "import sys; import multinic.ipam.etcd_store; print('ssl' in sys.modules)"
+    assert bare_python(probe).split() == ["False"]
 
 
 def test_cluster_ipam_on_sqlite_loads_no_etcd_client(tmp_path: Path) -> None:
@@ -123,7 +131,7 @@ NO_TYPING_MODULES = (
     "multinic.ipam.sqlite_store",
     "multinic.ipam.etcd_store",
     "multinic.ipam.kube_store",
-    "multinic.ipam.etcd_store",
+    "multinic.minihttp",
 )
 
 

@@ -71,7 +71,7 @@ def pods_gone(store: Store, grace: float, deadline: float) -> list[Owner]:
 
     if not isinstance(store, KubeStore):
         raise click.UsageError("--pods needs the Kubernetes store (--kubeconfig)")
-    return pod_gc.pods_gone(store, grace, deadline)
+    return [found.owner for found in pod_gc.pods_gone(store, grace, deadline)]
 
 
 def empty_blocks(store: Store, deadline: float) -> list[tuple[str, IPNetwork]]:

@@ -4,30 +4,37 @@ Whereabouts keeps a whole range in one object, so every node of a cluster
 fights over that one key and allocations take minutes at scale. Here a range
 (a *pool*) is carved into small aligned blocks (a /26 or /122 by default):
 
-* ``pools/<pool>`` maps each claimed block to the node it has affinity to. A
-  node writes it only to claim a block, once per block-size allocations.
-* ``blocks/<pool>/<node>`` holds the addresses allocated in that node's blocks.
-  Only that node writes it, unless the range has no unclaimed block left: then
-  a node borrows a free address from another node's block (so every address of
-  a range stays usable, down to a /28 shared by many nodes).
-* ``handles/<network>/<containerID>/<ifname>`` records what one attachment
-  holds, so a repeated ADD gets the same addresses, and DEL and GC find them
-  without scanning.
-* ``ips/<4|6>/<hex>`` claims an address cluster-wide when overlapping-range
-  protection is on: networks whose ranges overlap never hold one address twice.
+* ``pools/<pool>`` maps each claimed block to the node it has affinity to, and
+  lists the pools whose ranges overlap this one. A node writes it only to claim
+  a block, once per block-size allocations.
+* ``blocks/<pool>/<node>`` holds the addresses allocated in that node's blocks
+  and who holds each (network, containerID, ifname, and the pod when known):
+  the reservations themselves, as Calico's IPAMBlock carries its handles. Only
+  that node writes it, unless the range has no unclaimed block left: then a node
+  borrows a free address from another node's block, and its own document points
+  at the one holding the address (``away``).
+* ``registry/pools`` names every pool and its subnet, so a pool created later
+  finds the pools its range overlaps.
 
-An ADD reads the handle and this node's block documents in one snapshot and
-commits handle, block document and claims in one transaction, so it is whole
-or absent: a process killed at any point leaves no half reservation, and what a
-killed process did commit is a handle that GC reclaims. The allocation inside a
-block, and the choice of a block, are the pure allocator's.
+So a normal ADD (a free address in this node's blocks) reads one document and
+commits one document, and so does a DEL. More documents change together only
+when a node claims a block, borrows, or allocates in a block that intersects a
+block of another pool whose range overlaps (overlap protection: such a block is
+marked ``shared`` with the other pool's node documents, which the allocation
+then reads and guards, so two networks never hold one address). Every commit is
+one store transaction guarded by the revisions it read, so it is whole or
+absent: a process killed at any point leaves no half reservation. The
+allocation inside a block, and the choice of a block, are the pure allocator's.
+
+Documents carry their layout (``"v": 2``). Layout 1 (a reservation document per
+attachment and a claim per address) is refused with StoreError (code 5).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from multinic.cni.config import Attachment
 from multinic.ipam.allocator import (
@@ -51,6 +58,12 @@ DEFAULT_BLOCK_PREFIX = {4: 26, 6: 122}
 
 #: The pool namespace when the config names no ``network_name``.
 DEFAULT_NAMESPACE = "_"
+
+#: The document layout this code reads and writes (``"v"`` in pool and node documents).
+LAYOUT = 2
+
+#: Every pool and its subnet: how a new pool finds the pools its range overlaps.
+REGISTRY_KEY = "registry/pools"
 
 
 class Pool(NamedTuple):
@@ -77,6 +90,10 @@ class Owner(NamedTuple):
     def encode(self) -> list[str]:
         return [self.network, self.container_id, self.ifname]
 
+    @property
+    def text(self) -> str:
+        return "/".join(self.encode())
+
 
 class Reservation(NamedTuple):
     """One address an attachment holds, and where it is recorded."""
@@ -85,7 +102,6 @@ class Reservation(NamedTuple):
     pool: str
     node: str
     block: IPNetwork
-    claimed: bool
 
 
 # --- keys ------------------------------------------------------------------------
@@ -103,25 +119,10 @@ def node_prefix(pool_id: str) -> str:
     return f"blocks/{pool_id}/"
 
 
-def handle_key(owner: Owner) -> str:
-    return f"handles/{owner.network}/{owner.container_id}/{owner.ifname}"
-
-
-def handle_prefix(network: str) -> str:
-    return f"handles/{network}/"
-
-
-def claim_key(address: IPAddress) -> str:
-    # Fixed-width hex: the claims of one block are one contiguous key range.
-    width = 8 if address.version == 4 else 32
-    return f"ips/{address.version}/{int(address):0{width}x}"
-
-
-def claim_range(network: IPNetwork) -> tuple[str, str]:
-    """The key range ``[start, end)`` of the claims of addresses in ``network``."""
-    # Every claim key of a family has the same length, and "!" sorts before any
-    # hex digit, so nothing lies between the last address's key and this end.
-    return claim_key(network[0]), claim_key(network[-1]) + "!"
+def split_node_key(key: str) -> tuple[str, str]:
+    """(pool id, node) of a node document's key."""
+    _, namespace, subnet, node = key.split("/", 3)
+    return f"{namespace}/{subnet}", node
 
 
 # --- documents -------------------------------------------------------------------
@@ -140,12 +141,19 @@ def decode(key: str, item: Versioned) -> Doc | None:
         raise StoreError(f"corrupt IPAM document {key!r}: {exc}") from exc
     if not isinstance(doc, dict):
         raise StoreError(f"corrupt IPAM document {key!r}: not an object")
+    if key.startswith(("pools/", "blocks/")) and doc.get("v") != LAYOUT:
+        raise StoreError(
+            f"IPAM document {key!r} has layout {doc.get('v', 1)}; this multinic-ipam reads "
+            f"layout {LAYOUT} only: release the attachments with the version that wrote it, "
+            "or remove the store's documents (docs/ipam-cluster.md, 'Layout')"
+        )
     return doc
 
 
 def new_pool_doc(pool: Pool) -> Doc:
     r = pool.range
     return {
+        "v": LAYOUT,
         "subnet": str(r.subnet),
         "start": str(r.range_start),
         "end": str(r.range_end),
@@ -153,7 +161,12 @@ def new_pool_doc(pool: Pool) -> Doc:
         "exclude": [str(p) for p in r.exclude],
         "prefixlen": pool.block_prefixlen,
         "blocks": {},
+        "overlaps": [],
     }
+
+
+def new_node_doc() -> Doc:
+    return {"v": LAYOUT, "blocks": {}}
 
 
 def pool_range(doc: Doc) -> IPRange:
@@ -169,35 +182,16 @@ def pool_range(doc: Doc) -> IPRange:
     )
 
 
-def handle_doc(reservations: Sequence[Reservation], pod: Doc | None = None) -> Doc:
-    doc: Doc = {
-        "ips": [
-            {
-                "ip": str(r.address),
-                "pool": r.pool,
-                "node": r.node,
-                "block": str(r.block),
-                "claimed": r.claimed,
-            }
-            for r in reservations
-        ]
-    }
-    if pod is not None:
-        doc["pod"] = pod
-    return doc
-
-
-def handle_reservations(doc: Doc) -> tuple[Reservation, ...]:
-    return tuple(
-        Reservation(
-            ipaddress.ip_address(item["ip"]),
-            item["pool"],
-            item["node"],
-            ipaddress.ip_network(item["block"]),
-            bool(item.get("claimed", False)),
-        )
-        for item in doc.get("ips", [])
-    )
+def held_in(key: str, doc: Doc, owner: Owner) -> list[Reservation]:
+    """What ``owner`` holds in the node document ``doc`` stored at ``key``."""
+    pool_id, node = split_node_key(key)
+    code = owner.encode()
+    return [
+        Reservation(ipaddress.ip_address(a), pool_id, node, ipaddress.ip_network(b))
+        for b, entry in doc["blocks"].items()
+        for a, holder in entry["ips"].items()
+        if holder == code
+    ]
 
 
 # --- one transaction's worth of reads and writes --------------------------------
@@ -212,7 +206,8 @@ class Plan:
         self.read = read
         self.docs: dict[str, Doc | None] = {}
         self.expected: dict[str, int] = {}
-        self.changes: dict[str, bytes | None] = {}
+        #: keys to write, with their documents as they are at commit time
+        self.written: dict[str, None] = {}
 
     def get(self, key: str) -> Doc | None:
         """The document at ``key`` as this attempt sees it (read on first use)."""
@@ -222,6 +217,11 @@ class Plan:
             self.docs[key] = decode(key, self.read[key])
         return self.docs[key]
 
+    def node_doc(self, key: str) -> Doc:
+        """The node document at ``key``; a new empty one when absent (written only if put)."""
+        doc = self.get(key)
+        return new_node_doc() if doc is None else doc
+
     def scan(self, prefix: str) -> list[str]:
         """Keys under ``prefix``, now readable with :meth:`get`."""
         found = self.store.scan(prefix, deadline=self.deadline)
@@ -230,22 +230,32 @@ class Plan:
                 self.read[key] = item
         return sorted(found)
 
+    def guard(self, key: str) -> None:
+        """Commit only if ``key`` is still as read, even if unchanged: the decision used it."""
+        if key not in self.expected:
+            self.expected[key] = self.read[key].revision if key in self.read else 0
+
     def put(self, key: str, doc: Doc | None) -> None:
         """Write ``doc`` (None deletes) if ``key`` is still as read (absent if unread)."""
         self.docs[key] = doc
         self.expected[key] = self.read[key].revision if key in self.read else 0
-        self.changes[key] = None if doc is None else encode(doc)
+        self.written[key] = None
 
     def commit(self) -> bool:
-        if not self.changes:
+        """Write every put document as it is now (later edits of a put document count)."""
+        if not self.written:
             return True
-        return self.store.commit(self.expected, self.changes, deadline=self.deadline)
+        changes = {}
+        for key in self.written:
+            doc = self.docs[key]
+            changes[key] = None if doc is None else encode(doc)
+        return self.store.commit(self.expected, changes, deadline=self.deadline)
 
 
 # --- allocation inside one block ------------------------------------------------
 
 
-def _block_range(pool: Pool, block: IPNetwork, skip: Collection[IPAddress]) -> IPRange | None:
+def _block_range(pool: Pool, block: IPNetwork, skip: Iterable[IPAddress]) -> IPRange | None:
     try:
         r = pool.range.restrict(block[0], block[-1])
     except ValueError:
@@ -254,20 +264,35 @@ def _block_range(pool: Pool, block: IPNetwork, skip: Collection[IPAddress]) -> I
     return r._replace(exclude=r.exclude + extra) if extra else r
 
 
+def foreign_addresses(plan: Plan, pool: Pool, block: IPNetwork, entry: Doc) -> set[IPAddress]:
+    """Addresses of ``block`` held by overlapping pools (read and guarded), when protected."""
+    if not pool.protect_overlap:
+        return set()
+    out: set[IPAddress] = set()
+    for key in entry.get("shared", []):
+        doc = plan.get(key)
+        plan.guard(key)  # their next allocation in this range must see ours, and ours theirs
+        for block_text, other in ({} if doc is None else doc["blocks"]).items():
+            if not ipaddress.ip_network(block_text).overlaps(block):
+                continue
+            out.update(a for a in map(ipaddress.ip_address, other["ips"]) if a in block)
+    return out
+
+
 def allocate_in_block(
+    plan: Plan,
     pool: Pool,
     block_text: str,
     node_doc: Doc,
     owner: Owner,
     requested: IPAddress | None,
-    skip: Collection[IPAddress] = (),
 ) -> IPAddress | None:
     """Take an address of ``block_text`` in ``node_doc`` (edited in place); None when full."""
     block = ipaddress.ip_network(block_text)
-    r = _block_range(pool, block, skip)
+    entry = node_doc["blocks"].setdefault(block_text, {"ips": {}})
+    r = _block_range(pool, block, foreign_addresses(plan, pool, block, entry))
     if r is None:
         return None
-    entry = node_doc["blocks"].setdefault(block_text, {"ips": {}})
     if requested is None and len(entry["ips"]) >= _room(r):
         return None  # full: no need to parse what it holds
     held = [(ipaddress.ip_address(a), Attachment(v[1], v[2])) for a, v in entry["ips"].items()]
@@ -313,6 +338,80 @@ def block_allocator(pool: Pool, pool_doc: Doc) -> PrefixAllocator:
     )
 
 
+# --- pools, and blocks of pools whose ranges overlap ------------------------------
+
+
+def _pool_doc(plan: Plan, pool: Pool) -> Doc:
+    """The pool's document; a new one registers the pool and links the pools it overlaps."""
+    pkey = pool_key(pool.id)
+    doc = plan.get(pkey)
+    if doc is not None:
+        return doc
+    doc = new_pool_doc(pool)
+    registry = plan.get(REGISTRY_KEY) or {"v": LAYOUT, "pools": {}}
+    subnet = pool.range.subnet
+    for other_id, text in sorted(registry["pools"].items()):
+        other_subnet = ipaddress.ip_network(text)
+        if other_id == pool.id or other_subnet.version != subnet.version:
+            continue
+        other = plan.get(pool_key(other_id)) if other_subnet.overlaps(subnet) else None
+        if other is None:
+            continue
+        if pool.id not in other["overlaps"]:
+            other["overlaps"].append(pool.id)
+            plan.put(pool_key(other_id), other)
+        doc["overlaps"].append(other_id)
+    registry["pools"][pool.id] = str(subnet)
+    plan.put(REGISTRY_KEY, registry)
+    return doc
+
+
+def _intersecting(plan: Plan, pool_doc: Doc, block: IPNetwork) -> list[tuple[str, str]]:
+    """(node document, block) of every block of an overlapping pool that meets ``block``.
+
+    Their pool documents are guarded: a block they claim meanwhile makes this commit
+    fail, so two pools never claim intersecting blocks without seeing each other."""
+    found = []
+    for other_id in pool_doc.get("overlaps", []):
+        other = plan.get(pool_key(other_id))
+        plan.guard(pool_key(other_id))
+        for block_text, node in ({} if other is None else other["blocks"]).items():
+            if ipaddress.ip_network(block_text).overlaps(block):
+                found.append((node_key(other_id, node), block_text))
+    return found
+
+
+def _open_block(plan: Plan, pool_doc: Doc, block: IPNetwork, doc: Doc) -> list[tuple[str, str]]:
+    """Add ``block`` to the node document ``doc``, marked shared with what it intersects."""
+    shared = _intersecting(plan, pool_doc, block)
+    entry = doc["blocks"].setdefault(str(block), {"ips": {}})
+    if shared:
+        entry["shared"] = sorted({key for key, _ in shared} | set(entry.get("shared", [])))
+    return shared
+
+
+def _take_block(
+    plan: Plan,
+    pool: Pool,
+    pool_doc: Doc,
+    node: str,
+    block: IPNetwork,
+    shared: Sequence[tuple[str, str]],
+) -> None:
+    """Record ``block`` as ``node``'s, and mark the blocks it intersects shared with it."""
+    home = node_key(pool.id, node)
+    for key, block_text in shared:
+        doc = plan.get(key)
+        entry = None if doc is None else doc["blocks"].get(block_text)
+        if doc is None or entry is None:
+            continue
+        if home not in entry.setdefault("shared", []):
+            entry["shared"] = sorted([*entry["shared"], home])
+            plan.put(key, doc)
+    pool_doc["blocks"][str(block)] = node
+    plan.put(pool_key(pool.id), pool_doc)
+
+
 # --- allocation in one pool -----------------------------------------------------
 
 
@@ -322,58 +421,78 @@ def reserve_in_pool(
     node: str,
     owner: Owner,
     requested: IPAddress | None,
-    skip: Collection[IPAddress],
+    pod: Doc | None = None,
 ) -> Reservation:
     """Plan one address of ``pool`` for ``owner``: own blocks, a new block, or a borrowed one."""
+    home = node_key(pool.id, node)
     if requested is not None:
-        return _reserve_requested(plan, pool, node, owner, requested, skip)
-    mine_key = node_key(pool.id, node)
-    mine = plan.get(mine_key) or {"blocks": {}}
+        got = _reserve_requested(plan, pool, node, owner, requested)
+    else:
+        got = (
+            _reserve_own(plan, pool, node, owner)
+            or _claim_block(plan, pool, node, owner)
+            or _borrow(plan, pool, node, owner)
+        )
+    _note(plan, home, owner, got, pod)
+    return got
+
+
+def _reserve_own(plan: Plan, pool: Pool, node: str, owner: Owner) -> Reservation | None:
+    home = node_key(pool.id, node)
+    mine = plan.node_doc(home)
     for block_text in sorted(mine["blocks"], key=_block_order):
-        got = allocate_in_block(pool, block_text, mine, owner, None, skip)
+        got = allocate_in_block(plan, pool, block_text, mine, owner, None)
         if got is not None:
-            plan.put(mine_key, mine)
+            plan.put(home, mine)
             return _reservation(pool, node, block_text, got)
-    claimed = _claim_block(plan, pool, node, owner, mine, skip)
-    if claimed is not None:
-        return claimed
-    return _borrow(plan, pool, node, owner, skip)
+    return None
 
 
-def _claim_block(
-    plan: Plan, pool: Pool, node: str, owner: Owner, mine: Doc, skip: Collection[IPAddress]
-) -> Reservation | None:
-    pkey = pool_key(pool.id)
-    pool_doc = plan.get(pkey) or new_pool_doc(pool)
+def _note(plan: Plan, home: str, owner: Owner, got: Reservation, pod: Doc | None) -> None:
+    """Record the pod at the address, and point the node's own document at a borrowed one."""
+    holder = node_key(got.pool, got.node)
+    if pod is not None:
+        doc = plan.node_doc(holder)
+        doc["blocks"][str(got.block)].setdefault("pods", {})[str(got.address)] = pod
+        plan.put(holder, doc)
+    if holder != home:
+        mine = plan.node_doc(home)
+        away = mine.setdefault("away", {}).setdefault(owner.text, [])
+        if holder not in away:
+            away.append(holder)
+        plan.put(home, mine)
+
+
+def _claim_block(plan: Plan, pool: Pool, node: str, owner: Owner) -> Reservation | None:
+    pool_doc = _pool_doc(plan, pool)
+    mine = plan.node_doc(node_key(pool.id, node))
     blocks = block_allocator(pool, pool_doc)
     while True:
         try:
             block = blocks.allocate(node).prefix
         except PoolExhaustedError:
             return None
-        got = allocate_in_block(pool, str(block), mine, owner, None, skip)
+        shared = _open_block(plan, pool_doc, block, mine)
+        got = allocate_in_block(plan, pool, str(block), mine, owner, None)
         if got is None:
             # Wholly excluded (or taken by overlapping networks): not worth claiming.
             mine["blocks"].pop(str(block), None)
             continue
-        pool_doc["blocks"][str(block)] = node
         pool_doc["last"] = str(block)
-        plan.put(pkey, pool_doc)
+        _take_block(plan, pool, pool_doc, node, block, shared)
         plan.put(node_key(pool.id, node), mine)
         return _reservation(pool, node, str(block), got)
 
 
-def _borrow(
-    plan: Plan, pool: Pool, node: str, owner: Owner, skip: Collection[IPAddress]
-) -> Reservation:
+def _borrow(plan: Plan, pool: Pool, node: str, owner: Owner) -> Reservation:
     prefix = node_prefix(pool.id)
     for key in plan.scan(prefix):
         other = key[len(prefix) :]
         doc = plan.get(key)
         if other == node or doc is None:
             continue  # our own blocks were tried first
-        for block_text in sorted(doc.get("blocks", {}), key=_block_order):
-            got = allocate_in_block(pool, block_text, doc, owner, None, skip)
+        for block_text in sorted(doc["blocks"], key=_block_order):
+            got = allocate_in_block(plan, pool, block_text, doc, owner, None)
             if got is not None:
                 plan.put(key, doc)
                 return _reservation(pool, other, block_text, got)
@@ -381,34 +500,31 @@ def _borrow(
 
 
 def _reserve_requested(
-    plan: Plan,
-    pool: Pool,
-    node: str,
-    owner: Owner,
-    requested: IPAddress,
-    skip: Collection[IPAddress],
+    plan: Plan, pool: Pool, node: str, owner: Owner, requested: IPAddress
 ) -> Reservation:
     if requested not in pool.range:
         raise AddressUnavailableError(
             f"requested IP address {requested} is not in range {pool.range}"
         )
-    if requested in skip:
-        raise AddressUnavailableError(
-            f"requested IP address {requested} is not available",
-            "held by another network whose range overlaps this one",
-        )
-    pkey = pool_key(pool.id)
-    pool_doc = plan.get(pkey) or new_pool_doc(pool)
+    pool_doc = _pool_doc(plan, pool)
     block = ipaddress.ip_network((requested, int(pool_doc["prefixlen"])), strict=False)
     holder = pool_doc["blocks"].get(str(block))
     if holder is None:
         # Claim the block it lies in for this node (refused when outside the range).
         block_allocator(pool, pool_doc).allocate(node, block)
-        pool_doc["blocks"][str(block)] = holder = node
-        plan.put(pkey, pool_doc)
+        holder = node
+        mine = plan.node_doc(node_key(pool.id, node))
+        _take_block(plan, pool, pool_doc, node, block, _open_block(plan, pool_doc, block, mine))
+        plan.put(node_key(pool.id, node), mine)
     key = node_key(pool.id, holder)
-    doc = plan.get(key) or {"blocks": {}}
-    got = allocate_in_block(pool, str(block), doc, owner, requested, skip)
+    doc = plan.node_doc(key)
+    entry = doc["blocks"].setdefault(str(block), {"ips": {}})
+    if requested in foreign_addresses(plan, pool, block, entry):
+        raise AddressUnavailableError(
+            f"requested IP address {requested} is not available",
+            "held by another network whose range overlaps this one",
+        )
+    got = allocate_in_block(plan, pool, str(block), doc, owner, requested)
     if got is None:
         raise AddressUnavailableError(f"requested IP address {requested} is not available")
     plan.put(key, doc)
@@ -416,9 +532,7 @@ def _reserve_requested(
 
 
 def _reservation(pool: Pool, node: str, block_text: str, address: IPAddress) -> Reservation:
-    return Reservation(
-        address, pool.id, node, ipaddress.ip_network(block_text), pool.protect_overlap
-    )
+    return Reservation(address, pool.id, node, ipaddress.ip_network(block_text))
 
 
 def _block_order(block_text: str) -> int:
@@ -439,88 +553,110 @@ class Request(NamedTuple):
     pod: Doc | None = None
 
 
+def homes(pools: Iterable[Pool], node: str) -> list[str]:
+    """The node documents where ``node``'s attachments of ``pools`` are recorded."""
+    return [node_key(p.id, node) for p in pools]
+
+
+def find(plan: Plan, owner: Owner, where: Iterable[str]) -> list[Reservation]:
+    """What ``owner`` holds in the node documents ``where``, following their pointers."""
+    found: dict[tuple[str, IPAddress], Reservation] = {}
+    for key in where:
+        doc = plan.get(key)
+        if doc is None:
+            continue
+        for r in held_in(key, doc, owner):
+            found.setdefault((r.pool, r.address), r)
+        for other in doc.get("away", {}).get(owner.text, []):
+            other_doc = plan.get(other)
+            for r in [] if other_doc is None else held_in(other, other_doc, owner):
+                found.setdefault((r.pool, r.address), r)
+    return list(found.values())
+
+
 def allocate(store: Store, request: Request, deadline: float) -> tuple[Reservation, ...]:
     """Reserve one address per pool for the attachment, or return what it already holds."""
-    hkey = handle_key(request.owner)
-    node_keys = [node_key(p.id, request.node) for p in request.pools]
-    skip: dict[str, set[IPAddress]] = {p.id: set() for p in request.pools}
+    where = homes(request.pools, request.node)
 
     def attempt() -> tuple[Reservation, ...]:
-        plan = Plan(store, deadline, store.snapshot([hkey, *node_keys], deadline=deadline))
-        existing = plan.get(hkey)
-        if existing is not None:
-            return handle_reservations(existing)
-        got = [
-            reserve_in_pool(plan, pool, request.node, request.owner, wanted, skip[pool.id])
+        plan = Plan(store, deadline, store.snapshot(where, deadline=deadline))
+        existing = find(plan, request.owner, where)
+        if existing:
+            return tuple(existing)
+        got = tuple(
+            reserve_in_pool(plan, pool, request.node, request.owner, wanted, request.pod)
             for pool, wanted in zip(request.pools, request.requested, strict=True)
-        ]
-        for reservation in got:
-            if reservation.claimed:
-                plan.put(claim_key(reservation.address), _claim_doc(request.owner, reservation))
-        plan.put(hkey, handle_doc(got, request.pod))
+        )
         if not plan.commit():
-            _learn_foreign_claims(store, deadline, got, skip)
             raise Conflict
-        return tuple(got)
+        return got
 
     return retry_cas(attempt, deadline, what="allocating IP addresses")
 
 
-def _claim_doc(owner: Owner, reservation: Reservation) -> Doc:
-    return {"pool": reservation.pool, "owner": owner.encode()}
+class Found(NamedTuple):
+    """One attachment as a scan of the node documents finds it."""
+
+    owner: Owner
+    #: the node documents that record it (its addresses, or pointers to them)
+    keys: tuple[str, ...]
+    #: the pod recorded with its addresses, if any
+    pod: Doc | None
 
 
-def _learn_foreign_claims(
-    store: Store, deadline: float, got: Sequence[Reservation], skip: dict[str, set[IPAddress]]
-) -> None:
-    """After a lost race: addresses of our blocks that another network's pool claimed."""
-    claimed = [r for r in got if r.claimed]
-    if not claimed:
-        return
-    present = store.snapshot([claim_key(r.address) for r in claimed], deadline=deadline)
-    for r in claimed:
-        if present[claim_key(r.address)].value is None:
-            continue  # lost the race on our own documents, not to another network
-        start, end = claim_range(r.block)
-        for key, item in store.scan_range(start, end, deadline=deadline).items():
-            doc = decode(key, item)
-            if doc is not None and doc.get("pool") != r.pool:
-                skip[r.pool].add(_claim_address(key))
+def scan_attachments(store: Store, deadline: float) -> dict[Owner, Found]:
+    """Every attachment holding a reservation anywhere, by one scan of the node documents."""
+    keys: dict[Owner, list[str]] = {}
+    pods: dict[Owner, Doc] = {}
+    for key, item in store.scan("blocks/", deadline=deadline).items():
+        doc = decode(key, item) or new_node_doc()
+        for entry in doc["blocks"].values():
+            for address, holder in entry["ips"].items():
+                owner = Owner(*holder)
+                keys.setdefault(owner, []).append(key)
+                pod = entry.get("pods", {}).get(address)
+                if pod is not None:
+                    pods.setdefault(owner, pod)
+        for text, _ in doc.get("away", {}).items():
+            keys.setdefault(Owner(*text.split("/", 2)), []).append(key)
+    return {o: Found(o, tuple(dict.fromkeys(k)), pods.get(o)) for o, k in keys.items()}
 
 
-def _claim_address(key: str) -> IPAddress:
-    _, version, hexa = key.split("/")
-    value = int(hexa, 16)
-    return ipaddress.IPv4Address(value) if version == "4" else ipaddress.IPv6Address(value)
+def lookup(
+    store: Store, owner: Owner, deadline: float, where: Sequence[str] | None = None
+) -> tuple[Reservation, ...]:
+    """What ``owner`` holds (empty when nothing), looked for in ``where`` (None: everywhere)."""
+    if where is None:
+        found = scan_attachments(store, deadline).get(owner)
+        where = () if found is None else found.keys
+    plan = Plan(store, deadline, store.snapshot(where, deadline=deadline) if where else {})
+    return tuple(find(plan, owner, where))
 
 
-def lookup(store: Store, owner: Owner, deadline: float) -> tuple[Reservation, ...]:
-    """What ``owner`` holds (empty when nothing)."""
-    hkey = handle_key(owner)
-    item = store.snapshot([hkey], deadline=deadline)[hkey]
-    doc = decode(hkey, item)
-    return () if doc is None else handle_reservations(doc)
-
-
-def release(store: Store, owner: Owner, deadline: float) -> tuple[Reservation, ...]:
-    """Release everything ``owner`` holds; nothing held is not an error."""
-    hkey = handle_key(owner)
+def release(
+    store: Store, owner: Owner, deadline: float, where: Sequence[str] | None = None
+) -> tuple[Reservation, ...]:
+    """Release everything ``owner`` holds, looked for in the node documents ``where``
+    (None: a scan of them all); nothing held is not an error."""
 
     def attempt() -> tuple[Reservation, ...]:
-        plan = Plan(store, deadline, store.snapshot([hkey], deadline=deadline))
-        doc = plan.get(hkey)
-        if doc is None:
+        keys = where
+        if keys is None:
+            found = scan_attachments(store, deadline).get(owner)
+            keys = () if found is None else found.keys
+        if not keys:
             return ()
-        held = handle_reservations(doc)
-        keys = [node_key(r.pool, r.node) for r in held]
-        keys += [claim_key(r.address) for r in held if r.claimed]
-        plan.read.update(store.snapshot(keys, deadline=deadline))
+        plan = Plan(store, deadline, store.snapshot(keys, deadline=deadline))
+        held = find(plan, owner, keys)
         for r in held:
             _forget(plan, owner, r)
-        plan.put(hkey, None)
+        for key in keys:
+            doc = plan.get(key)
+            if doc is not None and doc.get("away", {}).pop(owner.text, None) is not None:
+                plan.put(key, doc)
         if not plan.commit():
             raise Conflict
-        return held
+        return tuple(held)
 
     return retry_cas(attempt, deadline, what="releasing IP addresses")
 
@@ -528,25 +664,17 @@ def release(store: Store, owner: Owner, deadline: float) -> tuple[Reservation, .
 def _forget(plan: Plan, owner: Owner, r: Reservation) -> None:
     key = node_key(r.pool, r.node)
     doc = plan.get(key)
-    entry = None if doc is None else doc.get("blocks", {}).get(str(r.block))
+    entry = None if doc is None else doc["blocks"].get(str(r.block))
     if doc is not None and entry is not None and entry["ips"].get(str(r.address)) == owner.encode():
         del entry["ips"][str(r.address)]
+        entry.get("pods", {}).pop(str(r.address), None)
         plan.put(key, doc)
-    if r.claimed:
-        ckey = claim_key(r.address)
-        claim = plan.get(ckey)
-        if claim is not None and claim.get("owner") == owner.encode():
-            plan.put(ckey, None)
 
 
 def attachments(store: Store, network: str, deadline: float) -> list[Owner]:
     """Every attachment of ``network`` that holds a reservation."""
-    prefix = handle_prefix(network)
-    out = []
-    for key in store.scan(prefix, deadline=deadline):
-        container_id, _, ifname = key[len(prefix) :].partition("/")
-        out.append(Owner(network, container_id, ifname))
-    return out
+    found = scan_attachments(store, deadline)
+    return sorted(o for o in found if o.network == network)
 
 
 def gc(
@@ -559,10 +687,10 @@ def gc(
     """Release every reservation of ``network`` whose attachment is not in ``valid``."""
     keep = {(a.container_id, a.ifname) for a in valid}
     released = []
-    for owner in attachments(store, network, deadline):
-        if (owner.container_id, owner.ifname) in keep:
+    for owner, found in sorted(scan_attachments(store, deadline).items()):
+        if owner.network != network or (owner.container_id, owner.ifname) in keep:
             continue
-        held = release(store, owner, deadline)
+        held = release(store, owner, deadline, found.keys)
         released.append(owner)
         if on_release is not None:
             on_release(owner, held)
@@ -602,11 +730,7 @@ class PoolState(NamedTuple):
 
 def networks(store: Store, deadline: float) -> list[str]:
     """Every network with at least one attachment holding a reservation."""
-    names = {
-        key[len("handles/") :].partition("/")[0]
-        for key in store.scan("handles/", deadline=deadline)
-    }
-    return sorted(names)
+    return sorted({owner.network for owner in scan_attachments(store, deadline)})
 
 
 def pool_ids(store: Store, deadline: float) -> list[str]:
@@ -623,7 +747,7 @@ def pool_state(store: Store, pool_id: str, deadline: float) -> PoolState | None:
     prefix = node_prefix(pool_id)
     held = []
     for key, item in sorted(store.scan(prefix, deadline=deadline).items()):
-        node_doc = decode(key, item) or {"blocks": {}}
+        node_doc = decode(key, item) or new_node_doc()
         for block_text, entry in node_doc["blocks"].items():
             for address, owner in entry["ips"].items():
                 held.append(
@@ -656,7 +780,7 @@ def release_empty_blocks(store: Store, pool_id: str, deadline: float) -> list[IP
         freed = []
         for block_text, node in sorted(pool_doc["blocks"].items()):
             nkey = node_key(pool_id, node)
-            node_doc = plan.get(nkey) or {"blocks": {}}
+            node_doc = plan.node_doc(nkey)
             entry = node_doc["blocks"].get(block_text)
             if entry is not None and entry["ips"]:
                 continue

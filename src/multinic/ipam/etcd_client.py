@@ -1,9 +1,10 @@
-"""A small etcd v3 client over etcd's JSON gateway, stdlib only (``http.client``).
+"""A small etcd v3 client over etcd's JSON gateway, stdlib only (:mod:`multinic.minihttp`).
 
 etcd (3.4 and later) serves its KV API as JSON on the client port under
 ``/v3/``: ``/v3/kv/range`` and ``/v3/kv/txn`` with base64 keys and values and
 int64 fields as decimal strings. That is all a compare-and-swap store needs, so
-this client has no dependencies and costs a plugin only ``http.client`` to import
+this client has no dependencies and costs a plugin only :mod:`multinic.minihttp`
+to import (``ssl`` too with TLS)
 (see docs/ipam-cluster.md for why not the ``etcd3`` package).
 
 Endpoints are tried in turn: a member that refuses, times out or answers
@@ -15,17 +16,17 @@ caller's deadline, whichever comes first.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import ssl
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from multinic.ipam.store import StoreError, StoreUnavailableError
+from multinic.minihttp import Connection
 from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    import ssl
     from typing import Any
 
 DEFAULT_TIMEOUT = 2.0
@@ -95,6 +96,8 @@ def parse_endpoint(text: str, *, tls: bool = False) -> Endpoint:
 def tls_context(security: Security) -> ssl.SSLContext:
     """Verifies members against ``ca_file`` (the system's CAs without one); presents the
     client certificate when one is given."""
+    import ssl  # only with TLS: loading OpenSSL costs a plain-http plugin start milliseconds
+
     try:
         context = ssl.create_default_context(cafile=security.ca_file)
         if security.cert_file:
@@ -137,7 +140,7 @@ class EtcdClient:
         self._context = tls_context(security) if any(e.tls for e in self.endpoints) else None
         self._token: str | None = None
         self._current = 0
-        self._conns: dict[Endpoint, http.client.HTTPConnection] = {}
+        self._conns: dict[Endpoint, Connection] = {}
         self.requests = 0  # round trips made (benchmarks count them)
 
     def range(
@@ -228,36 +231,29 @@ class EtcdClient:
     ) -> dict[str, Any]:
         conn = self._conns.get(endpoint)
         if conn is None:
-            if endpoint.tls:
-                conn = http.client.HTTPSConnection(
-                    endpoint.host, endpoint.port, timeout=timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+            context = self._context if endpoint.tls else None
+            conn = Connection(endpoint.host, endpoint.port, timeout=timeout, context=context)
             self._conns[endpoint] = conn
         headers = {"Content-Type": "application/json"}
         if self._token is not None:
             headers["Authorization"] = self._token
         self.requests += 1
         try:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            conn.request("POST", path, payload, headers)
-            response = conn.getresponse()
-            status, data = response.status, response.read()
-        except ssl.SSLError as exc:
-            conn.close()
-            del self._conns[endpoint]
-            if "CERTIFICATE" in str(exc).upper() or "HANDSHAKE" in str(exc).upper():
+            status, data = conn.request("POST", path, payload, headers, timeout=timeout)
+        except OSError as exc:
+            # The connection closed itself: a broken or timed-out one is never reused.
+            if endpoint.tls and _tls_refused(exc):
                 raise StoreError(f"etcd {endpoint}: TLS refused: {exc}") from exc
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            # A broken or timed-out connection cannot be reused: open a fresh one next time.
-            conn.close()
-            del self._conns[endpoint]
-            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         return _decode_answer(status, data)
+
+
+def _tls_refused(exc: OSError) -> bool:
+    """A certificate or handshake failure: retrying another member will not fix it."""
+    import ssl  # loaded already: the connection was TLS
+
+    text = str(exc).upper()
+    return isinstance(exc, ssl.SSLError) and ("CERTIFICATE" in text or "HANDSHAKE" in text)
 
 
 class _Unauthenticated(StoreError):  # noqa: N818 - a signal inside the client

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 
@@ -131,20 +131,6 @@ def columns(key: str, value: str | None) -> dict[str, Any]:
                 "used": used,
                 "capacity": capacity,
             }
-        if part[0] == "handles":
-            ips = doc.get("ips", [])
-            pod = doc.get("pod") or {}
-            return {
-                "network": part[1],
-                "containerID": part[2],
-                "ifname": part[3],
-                "ips": ",".join(str(i["ip"]) for i in ips),
-                "node": ",".join(sorted({str(i["node"]) for i in ips})),
-                "pod": f"{pod['namespace']}/{pod['name']}" if pod.get("name") else "",
-            }
-        if part[0] == "ips":
-            owner = doc.get("owner") or []
-            return {"pool": doc.get("pool", ""), "owner": "/".join(map(str, owner))}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return {}
     return {}
@@ -313,7 +299,8 @@ class KubeStore:
         changes: Mapping[str, bytes | None],
         deadline: float,
     ) -> bool:
-        txn = self._txn_name("t" + secrets.token_hex(10))
+        # os.urandom, not secrets: the same bytes without secrets' imports on every start.
+        txn = self._txn_name("t" + os.urandom(10).hex())
         expires = self.clock() + max(deadline - time.monotonic(), 0.0) + LOCK_GRACE
         locked: dict[str, Locked] = {}
         try:

@@ -19,13 +19,12 @@ from multinic.ipam.kube_store import KubeStore
 DEFAULT_GRACE = 300.0
 
 
-def pods_gone(store: KubeStore, grace: float, deadline: float) -> list[blocks.Owner]:
+def pods_gone(store: KubeStore, grace: float, deadline: float) -> list[blocks.Found]:
     """Attachments whose recorded pod is gone, their reservation older than ``grace``."""
     now = time.time()
     out = []
-    for key, item in store.scan("handles/", deadline=deadline).items():
-        doc = blocks.decode(key, item) or {}
-        pod = doc.get("pod")
+    for found in blocks.scan_attachments(store, deadline).values():
+        pod = found.pod
         if not isinstance(pod, dict) or not pod.get("name") or not pod.get("namespace"):
             continue  # no pod recorded: left to CNI GC and `gc --network`
         try:
@@ -37,15 +36,14 @@ def pods_gone(store: KubeStore, grace: float, deadline: float) -> list[blocks.Ow
         uid = str(pod.get("uid", ""))
         if store.pod_exists(str(pod["namespace"]), str(pod["name"]), uid, deadline):
             continue
-        network, container_id, ifname = key[len("handles/") :].split("/", 2)
-        out.append(blocks.Owner(network, container_id, ifname))
-    return out
+        out.append(found)
+    return sorted(out, key=lambda found: found.owner)
 
 
 def reclaim(store: KubeStore, grace: float, deadline: float) -> list[blocks.Owner]:
     """Release what :func:`pods_gone` finds, then sweep stranded transaction records."""
     gone = pods_gone(store, grace, deadline)
-    for owner in gone:
-        blocks.release(store, owner, deadline)
+    for found in gone:
+        blocks.release(store, found.owner, deadline, found.keys)
     store.sweep(deadline=deadline)
-    return gone
+    return [found.owner for found in gone]

@@ -4,7 +4,8 @@ The IPAM store (:mod:`multinic.ipam.kube_store`) runs inside every
 ``multinic-ipam`` executable, one process per pod ADD, started ``-IS`` (no
 ``site``: see multinic.plugins.install). Importing lightkube there costs about
 0.26-0.44 s per call on the test machine (``python -X importtime -c "import
-lightkube"``) and needs ``site``; ``http.client`` and ``ssl`` cost about 35 ms.
+lightkube"``) and needs ``site``; ``ssl`` and :mod:`multinic.minihttp` (not
+``http.client``, whose ``email`` imports alone cost ~20 ms) cost far less.
 The store needs six verbs on one API group (get, list by label, create, merge
 patch with a resourceVersion precondition, delete with one, get pod), so they
 are written here, in multinic.kube, which stays the only package that talks to
@@ -22,17 +23,15 @@ out, 429 or 5xx is :class:`KubeUnavailableError` (code 11, try again); a refusal
 from __future__ import annotations
 
 import base64
-import contextlib
-import http.client
 import json
 import os
-import socket
 import ssl
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from multinic.cni.errors import InvalidConfigError, KubeRequestError, KubeUnavailableError
+from multinic.minihttp import Connection
 from multinic.records import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -237,8 +236,8 @@ class RestClient:
         self.access = access
         self.timeout = timeout
         self._context = tls_context(access) if access.tls else None
-        self._conn: http.client.HTTPConnection | None = None
-        self._watching: http.client.HTTPConnection | None = None  # first_event's, meanwhile
+        self._conn: Connection | None = None
+        self._watching: Connection | None = None  # first_event's, meanwhile
         self.requests = 0  # round trips made (benchmarks count them)
 
     def close(self) -> None:
@@ -280,19 +279,16 @@ class RestClient:
                 f"Kubernetes API: no time left for {what}", self.access.server
             )
         payload = None if body is None else json.dumps(body).encode()
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self._connection(timeout)
+        if self._conn is None:
+            self._conn = Connection(
+                self.access.host, self.access.port, timeout=timeout, context=self._context
+            )
         self.requests += 1
         try:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            conn.request(method, path, payload, self._headers(content_type if payload else None))
-            response = conn.getresponse()
-            status, data = response.status, response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()  # a broken or timed-out connection is never reused
+            headers = self._headers(content_type if payload else None)
+            status, data = self._conn.request(method, path, payload, headers, timeout=timeout)
+        except OSError as exc:
+            # The connection closed itself: a broken or timed-out one is never reused.
             raise KubeUnavailableError(
                 f"Kubernetes API server unreachable: {what}",
                 f"{self.access.server}: {type(exc).__name__}: {exc}",
@@ -308,39 +304,30 @@ class RestClient:
             )
         return status, answer
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        if self._context is not None:
-            return http.client.HTTPSConnection(
-                self.access.host, self.access.port, timeout=timeout, context=self._context
-            )
-        return http.client.HTTPConnection(self.access.host, self.access.port, timeout=timeout)
-
     def first_event(self, path: str, *, timeout: float) -> dict[str, Any] | None:
         """The first event of the watch ``path`` (``?watch=1...``), on a connection of its own.
 
         None when nothing came within ``timeout`` seconds or the server ended the
         watch (its ``timeoutSeconds``); the connection is closed either way.
         """
-        conn = self._watching = self._connection(timeout)
+        conn = Connection(
+            self.access.host, self.access.port, timeout=timeout, context=self._context
+        )
+        self._watching = conn
         what = f"watch {path}"
         try:
-            conn.request("GET", path, None, self._headers(None))
-            response = conn.getresponse()
-            if response.status != 200:
-                status, data = response.status, response.read()
-            else:
-                line = response.readline()
-                return dict(json.loads(line)) if line.strip() else None
+            status, data = conn.first_line(path, self._headers(None), timeout=timeout)
+            if status == 200:
+                return dict(json.loads(data)) if data.strip() else None
         except TimeoutError:
             return None
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise KubeUnavailableError(
                 f"Kubernetes API server unreachable: {what}",
                 f"{self.access.server}: {type(exc).__name__}: {exc}",
             ) from exc
         finally:
             self._watching = None
-            conn.close()
         kind = KubeUnavailableError if status in RETRY_STATUSES else KubeRequestError
         raise kind(
             f"Kubernetes API server refused to {what}",
@@ -351,10 +338,8 @@ class RestClient:
         """End a :meth:`first_event` waiting in another thread now (it answers None or
         raises KubeUnavailableError); nothing when none waits."""
         conn = self._watching
-        sock = None if conn is None else conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed: the wait is over anyway
-                sock.shutdown(socket.SHUT_RDWR)
+        if conn is not None:
+            conn.shutdown()
 
 
 def _message(answer: Any) -> str:

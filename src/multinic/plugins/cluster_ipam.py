@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from _thread import allocate_lock
 from collections.abc import Mapping, Sequence
 
 from multinic.cni import skel
@@ -474,24 +475,35 @@ class ClusterIPAM:
             deadline = deadline_after(config.store.deadline)
             held = blocks.allocate(store, ask, deadline)
             if not _fits(config, held, wanted):
-                # Held from an older config of this network (other ranges): start afresh.
-                blocks.release(store, owner, deadline)
+                # Held with another requested address: start afresh.
+                blocks.release(store, owner, deadline, blocks.homes(config.pools, config.node))
                 held = blocks.allocate(store, ask, deadline)
         return build_result(config, held, request.config.cni_version)
 
     def delete(self, request: skel.Request) -> None:
-        # Only the store section matters: a network whose ranges were broken after
-        # its pods were added must not leave those pods stuck in DEL.
-        where = _store(ipam_section(request), "ipam")
+        # The store section is what must parse: a network whose ranges were broken
+        # after its pods were added must not leave those pods stuck in DEL. With the
+        # ranges, the node's own documents say what the attachment holds (one read);
+        # without them, a scan of every node document does.
+        raw = ipam_section(request)
+        where = _store(raw, "ipam")
         owner = blocks.Owner(request.config.name, request.container_id, request.ifname)
+        try:
+            config = parse_config(raw, request.config.name)
+            homes: list[str] | None = blocks.homes(config.pools, config.node)
+        except CNIError:
+            homes = None
         with _opened(where) as store:
-            blocks.release(store, owner, deadline_after(where.deadline))
+            blocks.release(store, owner, deadline_after(where.deadline), homes)
 
     def check(self, request: skel.Request) -> None:
         config = load(request)
         with _opened(config.store) as store:
             held = blocks.lookup(
-                store, _owner(config, request), deadline_after(config.store.deadline)
+                store,
+                _owner(config, request),
+                deadline_after(config.store.deadline),
+                blocks.homes(config.pools, config.node),
             )
         if not held:
             raise UnknownContainerError(
@@ -536,17 +548,40 @@ def _fits(
     return all(w is None or by_pool[p] == w for p, w in zip(ids, wanted, strict=True))
 
 
+#: Store types whose connections are worth keeping between calls of one process (the
+#: node daemon): a Kubernetes or etcd store costs a connection (a TLS handshake) and
+#: its credentials to open. SQLite is opened per call: its file locks are per process.
+_POOLED = frozenset({"etcd", "kubernetes"})
+#: Idle stores kept per config; more concurrent calls open more and close the extra.
+_IDLE_MAX = 4
+_idle: dict[StoreConfig, list[Store]] = {}
+_idle_lock = allocate_lock()
+
+
 class _opened:  # noqa: N801 - used as a context manager, reads like `with open(...)`
-    """Open the store for one request, close it after, and map store errors to CNI ones."""
+    """A store for one request (an idle one of this process when there is one), given back
+    or closed after it, and store errors mapped to CNI ones."""
 
     def __init__(self, config: StoreConfig) -> None:
-        self.store = open_store(config)
+        self.config = config
+        with _idle_lock:
+            idle = _idle.get(config)
+            store = idle.pop() if idle else None
+        self.store = store if store is not None else open_store(config)
 
     def __enter__(self) -> Store:
         return self.store
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        self.store.close()
+        kept = False
+        if (exc is None or isinstance(exc, CNIError)) and self.config.type in _POOLED:
+            with _idle_lock:
+                idle = _idle.setdefault(self.config, [])
+                kept = len(idle) < _IDLE_MAX
+                if kept:
+                    idle.append(self.store)
+        if not kept:
+            self.store.close()
         if isinstance(exc, StoreUnavailableError):
             raise TryAgainLaterError(
                 f"{PLUGIN_TYPE}: the IPAM store is unavailable", str(exc)

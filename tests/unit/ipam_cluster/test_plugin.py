@@ -15,7 +15,9 @@ import pytest
 
 from multinic.cni import skel
 from multinic.cni.errors import ErrorCode, InvalidConfigError, UnsupportedFieldError
-from multinic.ipam import sqlite_store
+from multinic.ipam import blocks, sqlite_store
+from multinic.ipam.store import deadline_after
+from multinic.plugins import cluster_ipam
 from multinic.plugins.cluster_ipam import PLUGIN, parse_config
 from tests.support.etcd_cluster import EtcdCluster, free_port
 
@@ -43,6 +45,18 @@ def run(
     }
     status, out = skel.run(PLUGIN, env, json.dumps(config).encode())
     return status, json.loads(out) if out else {}
+
+
+def holders(tmp_path: Path) -> list[str]:
+    """Every attachment holding an address in the test's SQLite store, as cid/ifname."""
+    if not (tmp_path / "ipam.db").exists():
+        return []
+    store = sqlite_store.SQLiteStore(str(tmp_path / "ipam.db"), read_only=True)
+    try:
+        found = blocks.scan_attachments(store, deadline_after(5))
+    finally:
+        store.close()
+    return sorted(f"{o.container_id}/{o.ifname}" for o in found)
 
 
 def rows(tmp_path: Path) -> list[str]:
@@ -310,7 +324,7 @@ def test_del_releases_and_del_of_unknown_succeeds(tmp_path: Path) -> None:
     assert run("DEL", config) == (0, {})
     status, error = run("CHECK", config)
     assert status == 1 and error["code"] == ErrorCode.UNKNOWN_CONTAINER
-    assert not [k for k in rows(tmp_path) if k.startswith(("handles/", "ips/"))]
+    assert holders(tmp_path) == []
 
 
 def test_del_needs_only_the_store_so_a_broken_range_does_not_block_it(tmp_path: Path) -> None:
@@ -318,8 +332,9 @@ def test_del_needs_only_the_store_so_a_broken_range_does_not_block_it(tmp_path: 
     assert run("ADD", config)[0] == 0
     broken = conf(tmp_path, range="10.35.1.0/33", node_name="bad name")
     assert run("ADD", broken)[1]["code"] == ErrorCode.INVALID_NETWORK_CONFIG
+    assert holders(tmp_path) == ["c1/net1"]
     assert run("DEL", broken) == (0, {})
-    assert not [k for k in rows(tmp_path) if k.startswith(("handles/", "ips/"))]
+    assert holders(tmp_path) == []
     # The store itself is still read: a broken store section is an error.
     status, error = run("DEL", conf(tmp_path, range="10.35.1.0/24", store={"type": "redis"}))
     assert status == 1 and error["code"] == ErrorCode.INVALID_NETWORK_CONFIG
@@ -339,10 +354,10 @@ def test_gc_releases_everything_not_in_valid_attachments(tmp_path: Path) -> None
         assert run("ADD", config, cid=cid)[0] == 0
     # No list from the runtime: nothing is released.
     assert run("GC", config, cid="", ifname="") == (0, {})
-    assert len([k for k in rows(tmp_path) if k.startswith("handles/")]) == 3
+    assert holders(tmp_path) == ["keep/net1", "leak1/net1", "leak2/net1"]
     valid = {"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]}
     assert run("GC", {**config, **valid}, cid="", ifname="") == (0, {})
-    assert [k for k in rows(tmp_path) if k.startswith("handles/")] == ["handles/net1/keep/net1"]
+    assert holders(tmp_path) == ["keep/net1"]
 
 
 def test_status_reports_an_unreachable_store_as_code_50(tmp_path: Path) -> None:
@@ -374,6 +389,23 @@ def test_add_on_etcd_member(tmp_path: Path, etcd_member: EtcdCluster) -> None:
     status, result = run("ADD", config)
     assert status == 0 and result["ips"] == [{"address": "10.41.0.1/24"}]
     assert run("DEL", config) == (0, {})
+
+
+def test_in_one_process_calls_share_an_open_etcd_store(
+    tmp_path: Path, etcd_member: EtcdCluster
+) -> None:
+    # The node daemon calls the plugin in-process: its stores stay open between calls.
+    store = {"type": "etcd", "endpoints": etcd_member.endpoints, "prefix": "/pool-test/"}
+    config = conf(tmp_path, range="10.41.1.0/24", store=store)
+    key = parse_config(config["ipam"], "net1").store
+    try:
+        assert run("ADD", config, cid="a")[0] == 0
+        (kept,) = cluster_ipam._idle[key]
+        assert run("ADD", config, cid="b")[0] == 0 and cluster_ipam._idle[key] == [kept]
+        assert run("DEL", config, cid="a") == run("DEL", config, cid="b") == (0, {})
+    finally:
+        for idle in cluster_ipam._idle.pop(key, []):
+            idle.close()
 
 
 def test_store_error_is_a_cni_error_not_a_traceback(tmp_path: Path) -> None:
