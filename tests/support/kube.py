@@ -212,11 +212,19 @@ class KubeCluster:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """An admin GET against the apiserver: (status, body)."""
+        return self.request("GET", path, timeout=timeout)
+
+    def request(
+        self, method: str, path: str, body: object = None, timeout: float = 5.0
+    ) -> tuple[int, bytes]:
+        """An admin request (``body`` sent as JSON) against the apiserver: (status, body)."""
         conn = http.client.HTTPSConnection(
             "127.0.0.1", self.port, context=self._tls(), timeout=timeout
         )
         try:
-            conn.request("GET", path)
+            data = None if body is None else json.dumps(body).encode()
+            headers = {} if data is None else {"Content-Type": "application/json"}
+            conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
         finally:
