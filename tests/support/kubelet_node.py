@@ -169,7 +169,8 @@ class KubeletNode:
         self._spawn("containerd", ["containerd", "--config", str(config)])
         self.wait_for(self.containerd_socket.exists, "containerd's socket")
 
-    def ctr(self, *args: str) -> str:
+    def ctr(self, *args: str, missing_ok: bool = False) -> str:
+        """``ctr`` in the CRI's namespace; with ``missing_ok`` an object gone meanwhile is ""."""
         done = subprocess.run(
             ["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io", *args],
             capture_output=True,
@@ -177,6 +178,8 @@ class KubeletNode:
             check=False,
             timeout=120,
         )
+        if missing_ok and done.returncode != 0 and "not found" in done.stderr:
+            return ""
         if done.returncode != 0:
             raise RuntimeError(f"ctr {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
@@ -312,7 +315,8 @@ class KubeletNode:
         """containerd's ``sandbox`` or ``container`` containers of a pod or a namespace."""
         found = []
         for cid in self.ctr("containers", "list", "--quiet").split():
-            labels = json.loads(self.ctr("containers", "info", cid)).get("Labels", {})
+            info = self.ctr("containers", "info", cid, missing_ok=True)  # removed meanwhile
+            labels = json.loads(info or "{}").get("Labels", {})
             if (
                 labels.get("io.cri-containerd.kind") == kind
                 and labels.get("io.kubernetes.pod.namespace") == namespace

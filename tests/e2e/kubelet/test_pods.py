@@ -155,9 +155,13 @@ def test_pods_start_while_the_node_daemon_restarts(
 
 
 def _sandbox_failed(cluster: KubeCluster, namespace: str) -> bool:
-    """An event says kubelet failed to create a sandbox (the shim's code 11)."""
-    events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    return any(e.get("reason") == "FailedCreatePodSandBox" for e in json.loads(events)["items"])
+    """An event says kubelet failed to create a sandbox because of the shim's code 11."""
+    events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+    return any(
+        e.get("reason") == "FailedCreatePodSandBox"
+        and "multinic node daemon not available, try again later" in e.get("message", "")
+        for e in events["items"]
+    )
 
 
 def test_the_node_is_made_of_what_it_says(kubelet_node: KubeletNode) -> None:
