@@ -33,10 +33,16 @@ def _pids() -> list[int]:
 
 
 def processes_in_cgroup(root: str) -> list[int]:
-    """Processes in cgroup ``/root`` or below it, in any hierarchy."""
+    """Live processes in cgroup ``/root`` or below it, in any hierarchy.
+
+    Not zombies: a killed container's processes are reparented and wait to be
+    reaped by this machine's init, holding nothing (not even their cgroup).
+    """
     prefix = f"/{root.strip('/')}"
     found = []
     for pid in _pids():
+        if _zombie(pid):
+            continue
         for line in _read(Path(f"/proc/{pid}/cgroup")).splitlines():
             path = line.split(":", 2)[-1]
             if path == prefix or path.startswith(f"{prefix}/"):

@@ -30,6 +30,7 @@ node's directory, the cgroups, the namespace with all links in it, the files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import shutil
@@ -58,6 +59,7 @@ PAUSE_COMMAND = ("/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 864
 #: containerd 1.6 vendors libcni 1.1, which reads results up to CNI 1.0.0.
 RUNTIME_CNI_VERSION = "1.0.0"
 START_TIMEOUT = 120.0
+SHIM_SOCKETS = Path("/run/containerd/s")
 
 
 def _containerd_config(node: KubeletNode) -> str:
@@ -119,7 +121,6 @@ class KubeletNode:
         self.node_ip = f"198.18.{180 + secrets.randbelow(10)}.{2 + secrets.randbelow(250)}"
         self.processes: dict[str, Process] = {}
         self.relay: LoopbackRelay | None = None
-        self._shim_sockets_before = _shim_sockets()
         self._made_run_containerd = not Path("/run/containerd").exists()
         self._made_log_dir = not Path("/var/log/containers").exists()
         self.started_in = 0.0
@@ -346,6 +347,7 @@ class KubeletNode:
     def stop(self) -> list[str]:
         """Remove everything this node made; what could not be removed (empty: all gone)."""
         problems: list[str] = []
+        shim_sockets = self.shim_sockets()
         for name in ("kubelet", "multinic-node", "containerd"):
             if name in self.processes:
                 self.processes.pop(name).stop()
@@ -357,10 +359,27 @@ class KubeletNode:
         if self.relay is not None:
             self.relay.close()
         lab.delete_netns(self.netns)
-        problems += self._remove_files()
+        problems += self._remove_files(shim_sockets)
         return problems
 
-    def _remove_files(self) -> list[str]:
+    def shim_sockets(self) -> list[Path]:
+        """The sockets of the shims of the containers containerd has (when it still answers).
+
+        containerd 1.6 puts them in /run/containerd/s whatever its state dir, named
+        by the SHA-256 of its address, namespace and container id; a shim killed
+        with its container leaves its socket there.
+        """
+        if "containerd" not in self.processes or not self.processes["containerd"].alive():
+            return []
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            return [
+                SHIM_SOCKETS
+                / hashlib.sha256(f"{self.containerd_socket}/k8s.io/{cid}".encode()).hexdigest()
+                for cid in self.ctr("containers", "list", "--quiet").split()
+            ]
+        return []
+
+    def _remove_files(self, shim_sockets: list[Path]) -> list[str]:
         logs = Path("/var/log/containers")
         for link in logs.glob("*.log") if logs.is_dir() else []:
             with contextlib.suppress(OSError):
@@ -369,10 +388,12 @@ class KubeletNode:
         if self._made_log_dir:
             with contextlib.suppress(OSError):
                 logs.rmdir()
-        for socket_path in _shim_sockets() - self._shim_sockets_before:
+        for socket_path in shim_sockets:
             socket_path.unlink(missing_ok=True)
-        if self._made_run_containerd:
-            shutil.rmtree("/run/containerd", ignore_errors=True)
+        if self._made_run_containerd:  # and empty: another node may be using it meanwhile
+            for directory in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
         shutil.rmtree(self.base, ignore_errors=True)
         return [f"file {self.base}"] if self.base.exists() else []
 
@@ -388,9 +409,3 @@ class KubeletNode:
         problems = self.stop()
         if problems:
             raise RuntimeError(f"test node {self.name} left: {problems}")
-
-
-def _shim_sockets() -> set[Path]:
-    """containerd 1.6 puts its shims' sockets in /run/containerd/s whatever its state dir."""
-    where = Path("/run/containerd/s")
-    return set(where.iterdir()) if where.is_dir() else set()
