@@ -13,11 +13,12 @@ One control plane (tests/support/kube.py) and one node of real parts
   (CNI plugins 1.10, built from their module) from a conflist that sorts
   before ours, primary only. A pod counts when it is Running with a pod IP.
 
-Per batch, ``--pods`` pods are created at once (one POST each, from a thread
-each; the clock of a pod starts just before its POST), the pod list is polled
-every 50 ms until every pod counts, then they are deleted and the node is
-waited for to have no sandbox left. Batches alternate between the contenders
-(``--rounds`` each, the first contender rotating). Prints p50/p99 per
+Two batches of ``--pods`` pods per contender and round: **burst**, all
+created at once (one POST each, from a thread each), and **serial**, each
+created when the previous one counts. A pod's clock starts just before its
+POST; the pod list is polled every 50 ms until it counts. After a batch its
+pods are deleted and the node is waited for to have no sandbox left. The
+contenders alternate, the first one rotating per round (``--rounds``). Prints p50/p99 per
 contender and their ratio; fails when any pod's addresses are not from the
 contender's network or when anything is left on the node.
 
@@ -53,6 +54,8 @@ REFERENCE_SUBNET = "198.18.196.0/24"
 SECONDARY_SUBNETS = ("198.18.197.0/24", "198.18.198.0/24")
 REFERENCE_CONFLIST = "00-aaa-reference.conflist"
 POLL = 0.05
+CONTENDERS = ("multinic", "reference")
+MODES = ("burst", "serial")
 BATCH_TIMEOUT = 300.0
 
 
@@ -78,7 +81,7 @@ def reference_conflist(node: KubeletNode) -> dict[str, Any]:
 class Bench:
     def __init__(self, cluster: KubeCluster, node: KubeletNode, namespace: str) -> None:
         self.cluster, self.node, self.namespace = cluster, node, namespace
-        self.times: dict[str, list[float]] = {"multinic": [], "reference": []}
+        self.times: dict[tuple[str, str], list[float]] = {}
         self.serial = 0
 
     def use(self, contender: str) -> None:
@@ -90,26 +93,33 @@ class Bench:
             path.unlink(missing_ok=True)
         time.sleep(2)  # containerd's config syncer reacts to the change (fsnotify)
 
-    def batch(self, contender: str, count: int) -> None:
+    def batch(self, contender: str, count: int, mode: str) -> None:
+        """``count`` pods at once (``burst``) or each after the previous counts (``serial``)."""
         self.serial += 1
         names = [f"{contender[:3]}-{self.serial}-{i}" for i in range(count)]
-        networks = "data-0, data-1" if contender == "multinic" else ""
-        path = f"/api/v1/namespaces/{self.namespace}/pods"
         started: dict[str, float] = {}
-
-        def create(name: str) -> None:
-            started[name] = time.monotonic()
-            status, body = self.cluster.request(
-                "POST", path, pod_manifest(name, self.namespace, self.node.name, networks)
-            )
-            if status != 201:
-                raise RuntimeError(f"creating pod {name}: {status} {body[:300]!r}")
-
-        with ThreadPoolExecutor(count) as pool:
-            list(pool.map(create, names))
-        done = self._wait_counted(contender, started)
-        self.times[contender] += [done[n] - started[n] for n in names]
+        done: dict[str, float] = {}
+        if mode == "burst":
+            with ThreadPoolExecutor(count) as pool:
+                list(pool.map(lambda n: self._create(contender, n, started), names))
+            done = self._wait_counted(contender, started)
+        else:
+            for name in names:
+                self._create(contender, name, started)
+                done |= self._wait_counted(contender, {name: started[name]})
+        self.times.setdefault((contender, mode), []).extend(done[n] - started[n] for n in names)
         self._delete_all()
+
+    def _create(self, contender: str, name: str, started: dict[str, float]) -> None:
+        """POST the pod; its clock starts just before."""
+        networks = "data-0, data-1" if contender == "multinic" else ""
+        manifest = pod_manifest(name, self.namespace, self.node.name, networks)
+        started[name] = time.monotonic()
+        status, body = self.cluster.request(
+            "POST", f"/api/v1/namespaces/{self.namespace}/pods", manifest
+        )
+        if status != 201:
+            raise RuntimeError(f"creating pod {name}: {status} {body[:300]!r}")
 
     def _wait_counted(self, contender: str, started: dict[str, float]) -> dict[str, float]:
         done: dict[str, float] = {}
@@ -127,7 +137,9 @@ class Bench:
         return done
 
     def _delete_all(self) -> None:
-        self.cluster.kubectl("delete", "pods", "--all", "-n", self.namespace, "--timeout=300s")
+        self.cluster.kubectl(
+            "delete", "pods", "--all", "-n", self.namespace, "--timeout=300s", timeout=330
+        )
         self.node.wait_for(lambda: not self.node.sandboxes(self.namespace), "sandboxes removed")
 
 
@@ -149,16 +161,18 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def report(bench: Bench, pods: int, rounds: int) -> None:
-    print(f"pods created -> Running with all interfaces; {pods} pods per batch, {rounds} each")
-    print(f"{'contender':<10} {'pods':>5} {'p50 s':>8} {'p99 s':>8} {'max s':>8}")
-    medians = {}
-    for name, values in bench.times.items():
-        medians[name] = statistics.median(values)
-        print(
-            f"{name:<10} {len(values):>5} {medians[name]:>8.2f} "
-            f"{percentile(values, 0.99):>8.2f} {max(values):>8.2f}"
-        )
-    print(f"multinic / reference (p50): {medians['multinic'] / medians['reference']:.2f}")
+    print(f"pods created -> Running with all interfaces; {pods} pods a batch, {rounds} rounds")
+    print(f"{'mode':<7} {'contender':<10} {'pods':>5} {'p50 s':>7} {'p99 s':>7} {'max s':>7}")
+    for mode in MODES:
+        p50 = {}
+        for contender in CONTENDERS:
+            values = bench.times[(contender, mode)]
+            p50[contender] = statistics.median(values)
+            print(
+                f"{mode:<7} {contender:<10} {len(values):>5} {p50[contender]:>7.2f} "
+                f"{percentile(values, 0.99):>7.2f} {max(values):>7.2f}"
+            )
+        print(f"{mode:<7} multinic / reference (p50): {p50['multinic'] / p50['reference']:.2f}")
 
 
 def main() -> None:
@@ -183,11 +197,11 @@ def main() -> None:
         for plugin in ("bridge", "host-local"):  # containerd 1.6 reads one bin dir
             (node.dirs["cni-bin"] / plugin).symlink_to(third_party.reference_plugins() / plugin)
         bench = Bench(cluster, node, ns)
-        order = ["multinic", "reference"]
         for round_ in range(args.rounds):
-            for contender in order[round_ % 2 :] + order[: round_ % 2]:
+            for contender in CONTENDERS[round_ % 2 :] + CONTENDERS[: round_ % 2]:
                 bench.use(contender)
-                bench.batch(contender, args.pods)
+                for mode in MODES:
+                    bench.batch(contender, args.pods, mode)
         bench.use("multinic")
         report(bench, args.pods, args.rounds)
 

@@ -252,7 +252,7 @@ class KubeCluster:
     # -- use -------------------------------------------------------------------
 
     def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl as the admin; with ``check``, a failure raises with its stderr."""
         self._check_alive()
@@ -262,7 +262,7 @@ class KubeCluster:
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=timeout,
         )
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")

@@ -74,7 +74,7 @@ def wait_ready(cluster: KubeCluster, namespace: str, *pods: str, timeout: int = 
     """Until every pod is Ready (Running, its container started), or fail with their states."""
     done = cluster.kubectl(
         "wait", "--for=condition=Ready", f"--timeout={timeout}s", "-n", namespace,
-        *(f"pod/{p}" for p in pods), check=False,
+        *(f"pod/{p}" for p in pods), check=False, timeout=timeout + 30,
     )  # fmt: skip
     if done.returncode != 0:
         states = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout

@@ -50,7 +50,9 @@ def namespace(kube_cluster: KubeCluster, kubelet_node: KubeletNode) -> Iterator[
         try:
             yield ns
         finally:
-            kube_cluster.kubectl("delete", "pods", "--all", "-n", ns, "--timeout=120s", check=False)
+            kube_cluster.kubectl(
+                "delete", "pods", "--all", "-n", ns, "--timeout=120s", check=False, timeout=150
+            )
 
 
 def reservations(node: KubeletNode) -> list[str]:
@@ -127,7 +129,7 @@ def test_deleting_pods_leaves_no_link_record_or_reservation(
     assert len(node.records()) == len(before[1]) + 1
     assert len(reservations(node)) == len(before[2]) + 3
 
-    kube_cluster.kubectl("delete", "pod", "cnf-a", "-n", namespace, "--timeout=120s")
+    kube_cluster.kubectl("delete", "pod", "cnf-a", "-n", namespace, "--timeout=120s", timeout=150)
 
     node.wait_for(lambda: not node.sandboxes(namespace), "the pod's sandbox removed")
     assert (pod_links(node), node.records(), reservations(node)) == before
@@ -149,7 +151,7 @@ def test_pods_start_while_the_node_daemon_restarts(
 
     wait_ready(kube_cluster, namespace, *pods)
     assert len(node.records()) == len(before[1]) + len(pods)
-    kube_cluster.kubectl("delete", "pods", *pods, "-n", namespace, "--timeout=120s")
+    kube_cluster.kubectl("delete", "pods", *pods, "-n", namespace, "--timeout=120s", timeout=150)
     node.wait_for(lambda: not node.sandboxes(namespace), "the pods' sandboxes removed")
     assert (pod_links(node), node.records(), reservations(node)) == before
 
