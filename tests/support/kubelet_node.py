@@ -336,6 +336,18 @@ class KubeletNode:
             raise RuntimeError(f"pod {namespace}/{pod} has containers {found}, not one")
         return found[0]
 
+    def exec_in(self, namespace: str, pod: str, *command: str) -> str:
+        """Run ``command`` in the pod's container (``ctr tasks exec``); its output.
+
+        The exec's fifos go under the node's directory (ctr's default is
+        /run/containerd/fifo, which it leaves behind).
+        """
+        return self.ctr(
+            "tasks", "exec", f"--exec-id=t{secrets.token_hex(4)}",
+            f"--fifo-dir={self.dirs['containerd'] / 'fifo'}",
+            self.container_of(namespace, pod), *command,
+        )  # fmt: skip
+
     def links(self) -> set[str]:
         return lab.link_names(self.netns)
 
@@ -359,15 +371,20 @@ class KubeletNode:
         if self.relay is not None:
             self.relay.close()
         lab.delete_netns(self.netns)
+        # The Node goes too, as when a node is removed from a cluster: another test
+        # node's podnet would otherwise take it for a peer to route to.
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self.cluster.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
         problems += self._remove_files(shim_sockets)
         return problems
 
     def shim_sockets(self) -> list[Path]:
-        """The sockets of the shims of the containers containerd has (when it still answers).
+        """Where the shims of the containers containerd has listen (when it still answers).
 
         containerd 1.6 puts them in /run/containerd/s whatever its state dir, named
-        by the SHA-256 of its address, namespace and container id; a shim killed
-        with its container leaves its socket there.
+        by the SHA-256 of its address, namespace and container id (the CRI runs one
+        shim per sandbox, so only the sandboxes' names exist); a shim killed with
+        its containers leaves its socket there.
         """
         if "containerd" not in self.processes or not self.processes["containerd"].alive():
             return []

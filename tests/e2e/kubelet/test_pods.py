@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,12 +77,6 @@ def pod_links(node: KubeletNode) -> set[str]:
     return node.links() - own
 
 
-def exec_in(node: KubeletNode, namespace: str, pod: str, *command: str) -> str:
-    """Run ``command`` in the pod's container (``ctr tasks exec``; busybox's applets)."""
-    container = node.container_of(namespace, pod)
-    return node.ctr("tasks", "exec", f"--exec-id=t{secrets.token_hex(4)}", container, *command)
-
-
 def test_a_pod_gets_its_primary_and_secondaries_and_reaches_another_on_each(
     kube_cluster: KubeCluster, kubelet_node: KubeletNode, namespace: str
 ) -> None:
@@ -109,13 +102,13 @@ def test_a_pod_gets_its_primary_and_secondaries_and_reaches_another_on_each(
             (f"{namespace}/data-1", "net2", False),
         ]
     assert statuses["cnf-a"][0]["ips"] == [pod_ip]
-    inside = exec_in(node, namespace, "cnf-a", "ip", "-o", "-4", "addr")
+    inside = node.exec_in(namespace, "cnf-a", "ip", "-o", "-4", "addr")
     for entry in statuses["cnf-a"]:
         assert f"{entry['interface']}    inet {entry['ips'][0]}/" in inside.replace("\t", "    ")
     for index, entry in enumerate(statuses["cnf-b"]):
         subnet = ipaddress.ip_network(SUBNETS[index - 1]) if index else pod_cidr
         assert ipaddress.ip_address(entry["ips"][0]) in subnet
-        exec_in(node, namespace, "cnf-a", "ping", "-c", "1", "-W", "5", entry["ips"][0])
+        node.exec_in(namespace, "cnf-a", "ping", "-c", "1", "-W", "5", entry["ips"][0])
 
 
 def test_deleting_pods_leaves_no_link_record_or_reservation(
