@@ -30,7 +30,6 @@ node's directory, the cgroups, the namespace with all links in it, the files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import secrets
 import shutil
@@ -48,6 +47,7 @@ from tests.support.etcd_cluster import free_port
 from tests.support.kube import KubeCluster, Process
 from tests.support.oci_image import write_image_archive
 from tests.support.relay import LoopbackRelay
+from tests.support.runtime_leftovers import RuntimeLeftovers
 
 #: Names of everything a node makes start with this (namespaces, links, cgroups, dirs).
 PREFIX = "h14p"
@@ -59,7 +59,6 @@ PAUSE_COMMAND = ("/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 864
 #: containerd 1.6 vendors libcni 1.1, which reads results up to CNI 1.0.0.
 RUNTIME_CNI_VERSION = "1.0.0"
 START_TIMEOUT = 120.0
-SHIM_SOCKETS = Path("/run/containerd/s")
 
 
 def _containerd_config(node: KubeletNode) -> str:
@@ -121,8 +120,7 @@ class KubeletNode:
         self.node_ip = f"198.18.{180 + secrets.randbelow(10)}.{2 + secrets.randbelow(250)}"
         self.processes: dict[str, Process] = {}
         self.relay: LoopbackRelay | None = None
-        self._made_run_containerd = not Path("/run/containerd").exists()
-        self._made_log_dir = not Path("/var/log/containers").exists()
+        self.leftovers = RuntimeLeftovers()
         self.started_in = 0.0
 
     # -- start -------------------------------------------------------------------
@@ -359,7 +357,7 @@ class KubeletNode:
     def stop(self) -> list[str]:
         """Remove everything this node made; what could not be removed (empty: all gone)."""
         problems: list[str] = []
-        shim_sockets = self.shim_sockets()
+        container_ids = self.container_ids()
         for name in ("kubelet", "multinic-node", "containerd"):
             if name in self.processes:
                 self.processes.pop(name).stop()
@@ -375,44 +373,18 @@ class KubeletNode:
         # node's podnet would otherwise take it for a peer to route to.
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self.cluster.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
-        problems += self._remove_files(shim_sockets)
-        return problems
+        self.leftovers.remove(self.containerd_socket, container_ids, self.base)
+        problems += self.leftovers.left(self.containerd_socket, container_ids, self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+        return problems + ([f"file {self.base}"] if self.base.exists() else [])
 
-    def shim_sockets(self) -> list[Path]:
-        """Where the shims of the containers containerd has listen (when it still answers).
-
-        containerd 1.6 puts them in /run/containerd/s whatever its state dir, named
-        by the SHA-256 of its address, namespace and container id (the CRI runs one
-        shim per sandbox, so only the sandboxes' names exist); a shim killed with
-        its containers leaves its socket there.
-        """
+    def container_ids(self) -> list[str]:
+        """Every container containerd has (when it still answers; else none)."""
         if "containerd" not in self.processes or not self.processes["containerd"].alive():
             return []
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            return [
-                SHIM_SOCKETS
-                / hashlib.sha256(f"{self.containerd_socket}/k8s.io/{cid}".encode()).hexdigest()
-                for cid in self.ctr("containers", "list", "--quiet").split()
-            ]
+            return self.ctr("containers", "list", "--quiet").split()
         return []
-
-    def _remove_files(self, shim_sockets: list[Path]) -> list[str]:
-        logs = Path("/var/log/containers")
-        for link in logs.glob("*.log") if logs.is_dir() else []:
-            with contextlib.suppress(OSError):
-                if str(link.readlink()).startswith(str(self.base)):
-                    link.unlink()
-        if self._made_log_dir:
-            with contextlib.suppress(OSError):
-                logs.rmdir()
-        for socket_path in shim_sockets:
-            socket_path.unlink(missing_ok=True)
-        if self._made_run_containerd:  # and empty: another node may be using it meanwhile
-            for directory in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-        shutil.rmtree(self.base, ignore_errors=True)
-        return [f"file {self.base}"] if self.base.exists() else []
 
     def __enter__(self) -> KubeletNode:
         try:
