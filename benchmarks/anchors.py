@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
 
 from tests.support import third_party  # noqa: E402
 from tests.support.kube import KubeCluster  # noqa: E402
+from tests.support.lifecycle import StartedWith  # noqa: E402
 from tests.support.relay import LoopbackRelay  # noqa: E402
 
 from multinic.lab import netns as lab  # noqa: E402
@@ -325,7 +326,7 @@ def pod_sandbox(prefix: str = "mnan-pod-") -> Iterator[Path]:
         yield path
 
 
-class MultusThick:
+class MultusThick(StartedWith):
     """``multus-daemon`` for node ``node`` against ``cluster``; ``multus-shim`` calls into it.
 
     The node is a scratch network namespace (``netns_name``): the daemon runs in
@@ -650,14 +651,3 @@ class MultusThick:
             lab.delete_netns(self.netns_name)
             self._netns_made = False
         shutil.rmtree(self.work, ignore_errors=True)
-
-    def __enter__(self) -> MultusThick:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.support import third_party
+from tests.support.lifecycle import StartedWith
 from tests.support.pki import Authority
 
 START_TIMEOUT = 60.0
@@ -164,7 +165,7 @@ class Member:
             return False
 
 
-class EtcdCluster:
+class EtcdCluster(StartedWith):
     """``size`` etcd members on loopback under ``base``."""
 
     def __init__(self, base: Path, size: int = 3, *, tls: bool = False) -> None:
@@ -247,14 +248,3 @@ class EtcdCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {m.name}\n{self.log_tail(m)}" for m in self.members)
-
-    def __enter__(self) -> EtcdCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

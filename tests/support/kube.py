@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster, free_port
+from tests.support.lifecycle import StartedWith
 from tests.support.pki import Authority
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ class Process:
             return ""
 
 
-class KubeCluster:
+class KubeCluster(StartedWith):
     """etcd + kube-apiserver + kube-controller-manager under ``base``."""
 
     def __init__(self, base: Path) -> None:
@@ -358,14 +359,3 @@ class KubeCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
-
-    def __enter__(self) -> KubeCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

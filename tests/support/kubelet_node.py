@@ -45,6 +45,7 @@ from multinic.plugins.install import install_plugins
 from tests.support import host_sweep, third_party
 from tests.support.etcd_cluster import free_port
 from tests.support.kube import KubeCluster, Process
+from tests.support.lifecycle import StartedWith
 from tests.support.oci_image import write_image_archive
 from tests.support.relay import LoopbackRelay
 from tests.support.runtime_leftovers import RuntimeLeftovers
@@ -97,7 +98,7 @@ disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshot
 """
 
 
-class KubeletNode:
+class KubeletNode(StartedWith):
     """One node of ``cluster``; use as a context manager (or call :meth:`stop`)."""
 
     def __init__(self, cluster: KubeCluster) -> None:
@@ -385,14 +386,6 @@ class KubeletNode:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             return self.ctr("containers", "list", "--quiet").split()
         return []
-
-    def __enter__(self) -> KubeletNode:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def __exit__(self, *exc: object) -> None:
         problems = self.stop()
