@@ -14,15 +14,24 @@ STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 SLEEPER = ("/bin/sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait")
 
 
-def pod_manifest(name: str, namespace: str, node: str, networks: str = "") -> dict[str, Any]:
-    """A busybox pod bound to ``node`` (no scheduler), asking for ``networks`` (comma form)."""
+def pod_manifest(
+    name: str, namespace: str, node: str, networks: str = "", *, scheduled: bool = False
+) -> dict[str, Any]:
+    """A busybox pod on ``node`` asking for ``networks`` (comma form).
+
+    Bound with ``nodeName``, or with ``scheduled`` placed by kube-scheduler through
+    a node selector (other tests' Node objects, without a kubelet, must not get it).
+    """
     annotations = {NETWORKS_ANNOTATION: networks} if networks else {}
+    placement = (
+        {"nodeSelector": {"kubernetes.io/hostname": node}} if scheduled else {"nodeName": node}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {
-            "nodeName": node,
+            **placement,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 5,
             "containers": [

@@ -141,6 +141,7 @@ class KubeletNode(StartedWith):
         self._import_images()
         host_sweep.make_cgroup(self.cgroup_root)
         self._start_kubelet()
+        self._start_scheduler()
         self.wait_for(self._has_pod_cidr, "the Node object with a podCIDR")
         self.start_daemon()
         self.wait_for(self.ready, "the Node Ready")
@@ -242,6 +243,22 @@ class KubeletNode(StartedWith):
                 f"--hostname-override={self.name}",
                 f"--node-ip={self.node_ip}",
                 "--v=2",
+            ],
+        )
+
+    def _start_scheduler(self) -> None:
+        """kube-scheduler, for pods without ``nodeName``."""
+        kubeconfig = self.cluster.user_kubeconfig("system:kube-scheduler")
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(third_party.binary("kube-scheduler")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
             ],
         )
 
@@ -359,7 +376,7 @@ class KubeletNode(StartedWith):
         """Remove everything this node made; what could not be removed (empty: all gone)."""
         problems: list[str] = []
         container_ids = self.container_ids()
-        for name in ("kubelet", "multinic-node", "containerd"):
+        for name in ("kube-scheduler", "kubelet", "multinic-node", "containerd"):
             if name in self.processes:
                 self.processes.pop(name).stop()
         left = host_sweep.kill_all(host_sweep.processes_naming(str(self.base)))

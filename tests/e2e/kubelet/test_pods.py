@@ -81,17 +81,23 @@ def test_a_pod_gets_its_primary_and_secondaries_and_reaches_another_on_each(
     kube_cluster: KubeCluster, kubelet_node: KubeletNode, namespace: str
 ) -> None:
     node = kubelet_node
+    # No nodeName: kube-scheduler places them.
     kube_cluster.apply(
-        *(pod_manifest(p, namespace, node.name, "data-0, data-1") for p in ("cnf-a", "cnf-b"))
+        *(
+            pod_manifest(p, namespace, node.name, "data-0, data-1", scheduled=True)
+            for p in ("cnf-a", "cnf-b")
+        )
     )
 
     wait_ready(kube_cluster, namespace, "cnf-a", "cnf-b")
 
     pod_cidr = ipaddress.ip_network(node.node_object()["spec"]["podCIDR"])
     wide = kube_cluster.kubectl("get", "pod", "cnf-a", "-n", namespace, "-o", "wide").stdout
-    pod_ip = json.loads(
+    pod = json.loads(
         kube_cluster.kubectl("get", "pod", "cnf-a", "-n", namespace, "-o", "json").stdout
-    )["status"]["podIP"]
+    )
+    assert pod["spec"]["nodeName"] == node.name  # bound by the scheduler
+    pod_ip = pod["status"]["podIP"]
     assert ipaddress.ip_address(pod_ip) in pod_cidr
     assert pod_ip in wide.split()
     statuses = {p: network_status(kube_cluster, namespace, p) for p in ("cnf-a", "cnf-b")}
