@@ -35,7 +35,7 @@ class DaemonSettings(NamedTuple):
     conflist_name: str = "00-multinic.conflist"
     network_name: str = "multinic"
     #: The conflist's version: the newest the runtime's libcni reads (1.0.0 for
-    #: containerd 1.6/1.7 and podman 4, whose libcni 1.1 has no 1.1.0).
+    #: containerd 1.6 and podman 4, whose libcni 1.1 has no 1.1.0).
     cni_version: str = LATEST_VERSION
     readiness_indicator_file: Path | None = None
     health_host: str = "127.0.0.1"
