@@ -39,8 +39,9 @@ system-deps:
 
 # kube-apiserver, etcd, the reference plugins, libcni, ... from their Go modules
 # (third_party/programs), into /var/cache/multinic/third-party; cached builds are reused.
+# The `node` group (kubelet, kube-scheduler) is for the real-pods tests (tests/e2e/kubelet).
 third-party:
-	scripts/build-third-party test
+	scripts/build-third-party test node
 
 # Multus thick and Whereabouts, for the side-by-side benchmarks (not needed by the tests).
 anchors:

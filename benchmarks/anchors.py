@@ -33,7 +33,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -48,8 +47,9 @@ if str(REPO) not in sys.path:
 
 from tests.support import third_party  # noqa: E402
 from tests.support.kube import KubeCluster  # noqa: E402
+from tests.support.lifecycle import StartedWith  # noqa: E402
+from tests.support.relay import LoopbackRelay  # noqa: E402
 
-from multinic.dataplane import open_netns, run_in_netns  # noqa: E402
 from multinic.lab import netns as lab  # noqa: E402
 
 WHEREABOUTS_MODULE = "github.com/k8snetworkplumbingwg/whereabouts"
@@ -243,94 +243,6 @@ class Whereabouts:
         return items
 
 
-# --- reaching the apiserver from a node namespace -----------------------------------
-
-
-class LoopbackRelay:
-    """127.0.0.1:``port`` inside network namespace ``netns``, forwarded to 127.0.0.1:``port`` here.
-
-    The test apiserver listens on this machine's loopback, which a scratch node
-    namespace does not share. A socket belongs to the namespace it was created
-    in, so the listener is created by a thread that entered ``netns`` and every
-    upstream connection by a thread here: the bytes (TLS, untouched) cross over
-    in this process. Clients keep the apiserver's address and certificate
-    (issued for 127.0.0.1) as they are.
-    """
-
-    def __init__(self, netns: Path, port: int) -> None:
-        self.port = port
-        self.connections = 0
-        with open_netns(str(netns)) as ns:
-            self._listener = run_in_netns(
-                ns, lambda: socket.create_server(("127.0.0.1", port), backlog=64)
-            )
-        self._listener.settimeout(0.2)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self._serve, name="loopback-relay", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            except OSError:
-                conn.close()
-                continue
-            conn.settimeout(None)
-            upstream.settimeout(None)
-            # Bytes are forwarded as they come, a client's one request often in two
-            # sends (headers, body): with Nagle the second waits for the first's
-            # delayed ACK, ~40 ms a request that a direct connection does not pay.
-            for sock in (conn, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self.connections += 1
-                self._open.update((conn, upstream))
-            pair = [conn, upstream]
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(
-                    target=self._pump, args=(src, dst, pair), name="relay-pump", daemon=True
-                ).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, pair: list[socket.socket]) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        # One side ended: end both (the other pump's recv returns), the last one closes.
-        for sock in pair:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            if src in self._open:
-                self._open.discard(src)
-                self._open.discard(dst)
-                return
-        src.close()
-        dst.close()
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            left = list(self._open)
-            self._open.clear()
-        for sock in left:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
 # --- approving Multus' certificate requests -------------------------------------------
 
 
@@ -414,7 +326,7 @@ def pod_sandbox(prefix: str = "mnan-pod-") -> Iterator[Path]:
         yield path
 
 
-class MultusThick:
+class MultusThick(StartedWith):
     """``multus-daemon`` for node ``node`` against ``cluster``; ``multus-shim`` calls into it.
 
     The node is a scratch network namespace (``netns_name``): the daemon runs in
@@ -739,14 +651,3 @@ class MultusThick:
             lab.delete_netns(self.netns_name)
             self._netns_made = False
         shutil.rmtree(self.work, ignore_errors=True)
-
-    def __enter__(self) -> MultusThick:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -26,6 +26,7 @@ from typing import IO, Any
 from multinic.lab.etcd import free_port, member_command
 from multinic.lab.pki import Authority
 from tests.support import third_party
+from tests.support.lifecycle import StartedWith
 
 START_TIMEOUT = 60.0
 
@@ -144,7 +145,7 @@ class Member:
             return False
 
 
-class EtcdCluster:
+class EtcdCluster(StartedWith):
     """``size`` etcd members on loopback under ``base``."""
 
     def __init__(self, base: Path, size: int = 3, *, tls: bool = False) -> None:
@@ -227,14 +228,3 @@ class EtcdCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {m.name}\n{self.log_tail(m)}" for m in self.members)
-
-    def __enter__(self) -> EtcdCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -31,6 +31,7 @@ from multinic.lab import control_plane
 from multinic.lab.errors import LabError
 from tests.support import third_party
 from tests.support.etcd_cluster import EtcdCluster, free_port
+from tests.support.lifecycle import StartedWith
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = control_plane.CRD_DIR
@@ -73,7 +74,7 @@ class Process:
             return ""
 
 
-class KubeCluster:
+class KubeCluster(StartedWith):
     """etcd + kube-apiserver + kube-controller-manager under ``base``."""
 
     def __init__(self, base: Path) -> None:
@@ -134,7 +135,13 @@ class KubeCluster:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """An admin GET against the apiserver: (status, body)."""
-        return control_plane.admin_get(self.port, self.creds, path, timeout)
+        return self.request("GET", path, timeout=timeout)
+
+    def request(
+        self, method: str, path: str, body: object = None, timeout: float = 5.0
+    ) -> tuple[int, bytes]:
+        """An admin request (``body`` sent as JSON) against the apiserver: (status, body)."""
+        return control_plane.admin_request(self.port, self.creds, method, path, body, timeout)
 
     def _wait_ready(self, *, ignore: tuple[str, ...] = ()) -> None:
         """Until the apiserver answers /readyz; every program but ``ignore`` must live."""
@@ -155,7 +162,7 @@ class KubeCluster:
     # -- use -------------------------------------------------------------------
 
     def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl as the admin; with ``check``, a failure raises with its stderr."""
         self._check_alive()
@@ -165,7 +172,7 @@ class KubeCluster:
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=timeout,
         )
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
@@ -262,14 +269,3 @@ class KubeCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
-
-    def __enter__(self) -> KubeCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -144,11 +144,25 @@ def controller_manager_command(
 
 def admin_get(port: int, creds: Credentials, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """An admin GET against the apiserver on 127.0.0.1:``port``: (status, body)."""
+    return admin_request(port, creds, "GET", path, timeout=timeout)
+
+
+def admin_request(
+    port: int,
+    creds: Credentials,
+    method: str,
+    path: str,
+    body: object = None,
+    timeout: float = 5.0,
+) -> tuple[int, bytes]:
+    """An admin request (``body`` sent as JSON) against the apiserver: (status, body)."""
     context = ssl.create_default_context(cafile=str(creds.ca.cert))
     context.load_cert_chain(str(creds.admin[0]), str(creds.admin[1]))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=timeout)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {} if data is None else {"Content-Type": "application/json"}
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body=data, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from multinic.cni.errors import InvalidConfigError
+from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.meta.config import MetaConfig, parse_meta_config
 from multinic.meta.records import DEFAULT_STATE_DIR
 from multinic.node.daemon import DaemonSettings
@@ -42,6 +43,7 @@ DAEMON_FIELDS = frozenset(
         "cniConfigDir",
         "conflistName",
         "networkName",
+        "cniVersion",
         "readinessindicatorfile",
         "healthAddress",
         "workers",
@@ -91,6 +93,7 @@ def parse_node_config(obj: Mapping[str, Any]) -> NodeConfig:
         cni_conf_dir=_path(obj, "cniConfigDir") or meta.conf_dir,
         conflist_name=_text(obj, "conflistName", defaults.conflist_name),
         network_name=_text(obj, "networkName", defaults.network_name),
+        cni_version=_cni_version(obj.get("cniVersion", defaults.cni_version)),
         readiness_indicator_file=_path(obj, "readinessindicatorfile"),
         health_host=host,
         health_port=port,
@@ -174,6 +177,14 @@ def _text(obj: Mapping[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str) or not value or "/" in value:
         raise InvalidConfigError("invalid node config", f"{key}: {value!r} is not a file name")
     return value
+
+
+def _cni_version(value: object) -> str:
+    if value not in SUPPORTED_VERSIONS:
+        raise InvalidConfigError(
+            "invalid node config", f"cniVersion: {value!r} is not one of {list(SUPPORTED_VERSIONS)}"
+        )
+    return str(value)
 
 
 def _workers(value: object) -> int:

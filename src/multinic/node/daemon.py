@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from multinic.cni import skel
+from multinic.cni.version import LATEST_VERSION
 from multinic.node.health import HealthServer
 from multinic.node.metrics import Metrics
 from multinic.node.server import CniServer
@@ -33,6 +34,9 @@ class DaemonSettings(NamedTuple):
     #: Sorted first, so it is the runtime's default network (libcni loads in name order).
     conflist_name: str = "00-multinic.conflist"
     network_name: str = "multinic"
+    #: The conflist's version: the newest the runtime's libcni reads (1.0.0 for
+    #: containerd 1.6 and podman 4, whose libcni 1.1 has no 1.1.0).
+    cni_version: str = LATEST_VERSION
     readiness_indicator_file: Path | None = None
     health_host: str = "127.0.0.1"
     health_port: int = 9489
@@ -59,7 +63,7 @@ class NodeDaemon:
     def conflist(self) -> dict[str, Any]:
         """The network config list the runtime calls the shim with."""
         return {
-            "cniVersion": "1.1.0",
+            "cniVersion": self.settings.cni_version,
             "name": self.settings.network_name,
             "plugins": [
                 {

@@ -40,6 +40,12 @@ def test_defaults_and_the_fields_given(tmp_path: Path) -> None:
     assert config.bin_dirs == (Path("/opt/cni/bin"), Path("/usr/lib/cni"))
     assert config.state_dir == Path("/var/lib/multinic/meta")
     assert config.ipam_reconcile is None
+    assert config.daemon.cni_version == "1.1.0"
+
+
+def test_the_conflist_version_for_an_older_runtime(tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, "clusterNetwork: c\ncniVersion: 1.0.0\n"))
+    assert config.daemon.cni_version == "1.0.0"
 
 
 def test_the_ipam_reconciler_section(tmp_path: Path) -> None:
@@ -94,6 +100,8 @@ def test_podnet_without_node_name_or_variable_is_code_7_naming_both(
         ("clusterNetwork: c\nhealthAddress: nowhere\n", "healthAddress"),
         ("clusterNetwork: c\nhealthAddress: 'h:70000'\n", "healthAddress"),
         ("clusterNetwork: c\nconflistName: a/b\n", "conflistName"),
+        ("clusterNetwork: c\ncniVersion: 1.2.0\n", "cniVersion"),
+        ("clusterNetwork: c\ncniVersion: 1\n", "cniVersion"),
         ("- a list\n", "mapping"),
         ("clusterNetwork: [unclosed\n", "cannot read"),
         ("clusterNetwork: c\nipamReconcile: {interval: 0}\n", "ipamReconcile.interval"),
