@@ -12,7 +12,7 @@ import socket
 import threading
 from pathlib import Path
 
-from multinic.dataplane import open_netns, run_in_netns
+from multinic.lab.relay import listen_in
 
 
 class LoopbackRelay:
@@ -29,10 +29,7 @@ class LoopbackRelay:
     def __init__(self, netns: Path, port: int) -> None:
         self.port = port
         self.connections = 0
-        with open_netns(str(netns)) as ns:
-            self._listener = run_in_netns(
-                ns, lambda: socket.create_server(("127.0.0.1", port), backlog=64)
-            )
+        self._listener = listen_in(str(netns), port)
         self._listener.settimeout(0.2)
         self._stopping = threading.Event()
         self._lock = threading.Lock()

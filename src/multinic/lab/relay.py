@@ -54,6 +54,10 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 def _relay(client: socket.socket, port: int) -> None:
     with client, contextlib.suppress(OSError), socket.create_connection((HOST, port)) as upstream:
+        # Bytes go on as they come: a client's request is often two sends (headers,
+        # body), and with Nagle the second waits ~40 ms for the first's delayed ACK.
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
         back.start()
         _pump(client, upstream)
