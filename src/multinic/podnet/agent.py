@@ -58,21 +58,26 @@ class PodNetAgent:
         return cls(PodNetwork(config, nodes, None, netns), conf_dir)
 
     def start(self) -> None:
-        """Join and write the conflist now (errors raise), then reconcile in a thread."""
+        """Join and write the conflist now (errors raise: this node cannot host pods), then
+        reconcile with the other nodes, now and in a thread (failures there are logged: a
+        peer that cannot be reached yet must not keep this node's pods from starting)."""
         self.network.join()
-        self.network.reconcile()
+        self._round()
         self.network.write_conflist(self.conf_dir)
         self._thread = threading.Thread(target=self._loop, name="podnet", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._pause():
-            try:
-                for change in self.network.reconcile():
-                    print(f"multinic node: podnet: {change}", file=sys.stderr, flush=True)
-            except (CNIError, OSError) as exc:
-                print(f"multinic node: podnet: reconcile failed: {exc}", file=sys.stderr)
-            self.rounds += 1
+            self._round()
+
+    def _round(self) -> None:
+        try:
+            for change in self.network.reconcile():
+                print(f"multinic node: podnet: {change}", file=sys.stderr, flush=True)
+        except (CNIError, OSError) as exc:
+            print(f"multinic node: podnet: reconcile failed: {exc}", file=sys.stderr)
+        self.rounds += 1
 
     def _pause(self) -> bool:
         """Until the node list may have changed (a watch event, or ``resync`` seconds);

@@ -165,9 +165,15 @@ def apply(ns: dp.Netns, want: Wanted, vxlan: str | None) -> list[str]:
         dp.delete_route(ns, route.dst, gateway=route.gateway, missing_ok=True)
         changed.append(f"route {route.dst} via {route.gateway} removed")
     for r in new:
-        dp.replace_route(
-            ns, r.dst, gateway=r.gateway, oif=r.device, protocol=RTPROT_PODNET, onlink=r.onlink
-        )
+        # One peer the kernel will not route to (a gateway off every segment, say)
+        # must not cost the routes to all the others: say so, retry next round.
+        try:
+            dp.replace_route(
+                ns, r.dst, gateway=r.gateway, oif=r.device, protocol=RTPROT_PODNET, onlink=r.onlink
+            )
+        except dp.DataplaneError as exc:
+            changed.append(f"route {r.dst} via {r.gateway} dev {r.device} failed: {exc}")
+            continue
         changed.append(f"route {r.dst} via {r.gateway} dev {r.device}")
     if vxlan is not None and vxlan in index:
         changed.extend(_apply_vteps(ns, want.vteps, vxlan))
