@@ -20,7 +20,9 @@ real node:
   its cgroups under a cgroup root of its own, its root, logs and certificates
   under the node's directory;
 - ``multinic node`` with the config a DaemonSet gives it: the primary network
-  from ``multinic.podnet`` on the Node's podCIDR, secondaries from NADs.
+  from ``multinic.podnet`` on the Node's podCIDR, secondaries from NADs; or,
+  with ``host_daemon=False``, none: the test deploys deploy/'s DaemonSet and
+  this kubelet runs it (tests/e2e/kubelet/test_daemonset.py).
 
 :meth:`KubeletNode.stop` removes everything however the tests ended: the
 processes (and the containers the shims still run), every mount under the

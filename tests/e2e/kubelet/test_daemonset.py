@@ -47,7 +47,13 @@ import yaml
 
 from tests.support import deploy
 from tests.support.kube import ROOT, SERVICE_CIDR, KubeCluster
-from tests.support.kube_pods import macvlan_nad, network_status, pod_manifest, wait_ready
+from tests.support.kube_pods import (
+    is_address,
+    macvlan_nad,
+    network_status,
+    pod_manifest,
+    wait_ready,
+)
 from tests.support.kube_pods import service_account as default_account
 from tests.support.kubelet_node import RUNTIME_CNI_VERSION, KubeletNode
 
@@ -226,15 +232,7 @@ def daemon_process(node: KubeletNode) -> int:
 
 
 def reservations(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.glob("**/*") if p.is_file() and _is_address(p.name))
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
+    return sorted(str(p) for p in root.glob("**/*") if p.is_file() and is_address(p.name))
 
 
 def test_a_pod_gets_its_networks_from_the_daemonsets_daemon_and_leaves_nothing(
