@@ -63,6 +63,11 @@ PREFIX = "h14ds"
 SUBNET = "198.18.192.0/24"
 #: podnet's /16 for this node's pods (RFC 6598 space, nothing else here uses it).
 POD_BLOCK = "100.80.0.0/16"
+#: deploy/crds' kinds: podnet's store document and whatever else it writes.
+STORE_KINDS = (
+    "ipampools", "ipamnodeblocks", "ipamreservations", "ipamaddressclaims", "ipamtransactions",
+    "ipamdocuments",
+)  # fmt: skip
 SELECTOR = "app.kubernetes.io/name=multinic-node"
 
 
@@ -158,7 +163,7 @@ def node_daemonset(node: KubeletNode, paths: NodePaths, image: str) -> dict[str,
 def store_objects(cluster: KubeCluster) -> set[str]:
     """Every ipam.multinic.io object (podnet's store) in the cluster, as kind/ns/name."""
     found = set()
-    for kind in ("ipamdocuments", "ipampools", "ipamnodeblocks", "ipamreservations"):
+    for kind in STORE_KINDS:
         listed = cluster.kubectl("get", f"{kind}.ipam.multinic.io", "-A", "-o", "json").stdout
         for item in json.loads(listed)["items"]:
             meta = item["metadata"]
@@ -213,6 +218,8 @@ def deployed(kube_cluster: KubeCluster, node: KubeletNode) -> Iterator[NodePaths
                 scope = ["-n", ns] if ns else []
                 kube_cluster.kubectl("delete", f"{kind}.ipam.multinic.io", name, *scope,
                                      check=False)  # fmt: skip
+            left = store_objects(kube_cluster) - store_before
+            assert not left, f"podnet's store objects left: {left}"
 
 
 def daemon_process(node: KubeletNode) -> int:
