@@ -190,15 +190,20 @@ def deployed(kube_cluster: KubeCluster, node: KubeletNode) -> Iterator[NodePaths
     build_image(tag, archive)
     node.ctr("images", "import", "--snapshotter=native", str(archive))
     store_before = store_objects(kube_cluster)
-    pods = f"--selector={SELECTOR}"
+    selector = f"--selector={SELECTOR}"
     with deploy.node_identity(kube_cluster) as (namespace, _):
         config = node_config(node, paths, f"{PREFIX}-{secrets.token_hex(3)}")
         try:
             kube_cluster.apply(config, node_daemonset(node, paths, tag))
-            kube_cluster.kubectl(
+            rollout = kube_cluster.kubectl(
                 "rollout", "status", "daemonset/multinic-node", "-n", namespace,
-                "--timeout=180s", timeout=210,
+                "--timeout=180s", check=False, timeout=210,
             )  # fmt: skip
+            if rollout.returncode != 0:
+                described = kube_cluster.kubectl(
+                    "describe", "pods", selector, "-n", namespace, check=False
+                ).stdout
+                raise AssertionError(f"{rollout.stderr}\n{described[-4000:]}\n{node.logs()}")
             node.wait_for(node.ready, "the Node Ready (our conflist written)")
             yield paths
         finally:
@@ -208,7 +213,7 @@ def deployed(kube_cluster: KubeCluster, node: KubeletNode) -> Iterator[NodePaths
                     "--timeout=120s", check=False, timeout=150,
                 )  # fmt: skip
                 kube_cluster.kubectl(
-                    "wait", "--for=delete", "pod", pods, "-n", namespace, "--timeout=120s",
+                    "wait", "--for=delete", "pod", selector, "-n", namespace, "--timeout=120s",
                     check=False, timeout=150,
                 )  # fmt: skip
                 name = config["metadata"]["name"]
