@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -44,6 +45,15 @@ def pod_manifest(
             ],
         },
     }
+
+
+def is_address(name: str) -> bool:
+    """Whether a file's name is an IP address (host-local's reservation files)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def service_account(namespace: str) -> dict[str, Any]:

@@ -20,7 +20,9 @@ real node:
   its cgroups under a cgroup root of its own, its root, logs and certificates
   under the node's directory;
 - ``multinic node`` with the config a DaemonSet gives it: the primary network
-  from ``multinic.podnet`` on the Node's podCIDR, secondaries from NADs.
+  from ``multinic.podnet`` on the Node's podCIDR, secondaries from NADs; or,
+  with ``host_daemon=False``, none: the test deploys deploy/'s DaemonSet and
+  this kubelet runs it (tests/e2e/kubelet/test_daemonset.py).
 
 :meth:`KubeletNode.stop` removes everything however the tests ended: the
 processes (and the containers the shims still run), every mount under the
@@ -101,9 +103,13 @@ disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshot
 class KubeletNode(StartedWith):
     """One node of ``cluster``; use as a context manager (or call :meth:`stop`)."""
 
-    def __init__(self, cluster: KubeCluster) -> None:
+    def __init__(self, cluster: KubeCluster, *, host_daemon: bool = True) -> None:
+        """With ``host_daemon`` false no ``multinic node`` runs beside kubelet: the test
+        deploys it (tests/e2e/kubelet/test_daemonset.py), and the node is not waited
+        Ready (it is not, until a CNI config exists)."""
         token = secrets.token_hex(3)
         self.cluster = cluster
+        self.host_daemon = host_daemon
         self.name = f"{PREFIX}-node-{token}"
         self.netns = f"{PREFIX}-node-{token}"
         self.cgroup_root = f"{PREFIX}-{token}"
@@ -117,6 +123,8 @@ class KubeletNode(StartedWith):
             for name in ("containerd", "cni-bin", "cni-conf", "kubelet", "multinic", "images")
         }
         self.containerd_socket = self.dirs["containerd"] / "containerd.sock"
+        #: Where containerd's CRI mounts pods' network namespaces (netns_mounts_under_state_dir).
+        self.netns_dir = self.dirs["containerd"] / "state" / "io.containerd.grpc.v1.cri" / "netns"
         self.daemon_socket = self.dirs["multinic"] / "run" / "cni.sock"
         self.node_ip = f"198.18.{180 + secrets.randbelow(10)}.{2 + secrets.randbelow(250)}"
         self.processes: dict[str, Process] = {}
@@ -132,19 +140,23 @@ class KubeletNode(StartedWith):
             directory.mkdir(parents=True)
         self._make_network()
         self.relay = LoopbackRelay(lab.netns_path(self.netns), self.cluster.port)
-        install_plugins(str(self.dirs["cni-bin"]))
+        if self.host_daemon:  # else the DaemonSet's init container installs the shim
+            install_plugins(str(self.dirs["cni-bin"]))
         # containerd's CRI brings every sandbox's lo up with the `loopback` plugin from its
         # bin dir, as a node's /opt/cni/bin has it from the CNI plugins package.
         loopback = third_party.reference_plugins() / "loopback"
         (self.dirs["cni-bin"] / "loopback").symlink_to(loopback)
+        if not self.host_daemon:
+            self._share_netns_dir()
         self._start_containerd()
         self._import_images()
         host_sweep.make_cgroup(self.cgroup_root)
         self._start_kubelet()
         self._start_scheduler()
         self.wait_for(self._has_pod_cidr, "the Node object with a podCIDR")
-        self.start_daemon()
-        self.wait_for(self.ready, "the Node Ready")
+        if self.host_daemon:
+            self.start_daemon()
+            self.wait_for(self.ready, "the Node Ready")
         self.started_in = time.monotonic() - began
 
     def _make_network(self) -> None:
@@ -155,6 +167,18 @@ class KubeletNode(StartedWith):
             lab.ip("link", "set", link, "up", netns=self.netns)
             lab.ip("link", "set", f"{link}p", "up", netns=self.netns)
         lab.ip("addr", "add", f"{self.node_ip}/24", "dev", self.uplink, netns=self.netns)
+
+    def _share_netns_dir(self) -> None:
+        """The pods' namespace mounts dir as a shared mount, as under systemd (/ shared).
+
+        A container mounting it with HostToContainer propagation (the DaemonSet's
+        /var/run/netns) sees namespaces made after it started only if it is; this
+        machine's / is private, and containerd's CRI refuses the mount otherwise
+        ("not a shared or slave mount"). :meth:`stop` unmounts it with the rest.
+        """
+        self.netns_dir.mkdir(parents=True)
+        subprocess.run(["mount", "--bind", str(self.netns_dir), str(self.netns_dir)], check=True)
+        subprocess.run(["mount", "--make-shared", str(self.netns_dir)], check=True)
 
     def _in_node(self, *command: str) -> list[str]:
         return ["nsenter", f"--net={lab.netns_path(self.netns)}", "--", *command]

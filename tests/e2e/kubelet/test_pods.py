@@ -22,6 +22,7 @@ import pytest
 
 from tests.support.kube import KubeCluster
 from tests.support.kube_pods import (
+    is_address,
     macvlan_nad,
     network_status,
     pod_manifest,
@@ -58,16 +59,8 @@ def reservations(node: KubeletNode) -> list[str]:
     """Every address host-local holds on the node: the primary's and the NADs'."""
     root = node.dirs["multinic"]
     return sorted(
-        str(p.relative_to(root)) for p in root.glob("**/*") if p.is_file() and _is_address(p.name)
+        str(p.relative_to(root)) for p in root.glob("**/*") if p.is_file() and is_address(p.name)
     )
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def pod_links(node: KubeletNode) -> set[str]:
