@@ -486,20 +486,24 @@ def delete_pods(
     return problems
 
 
-def pod_status(lab: LabLayout, paths: LabPaths, pod: str) -> list[dict[str, Any]]:
-    """The pod's network-status annotation, as the meta plugin wrote it."""
+def pod_statuses(lab: LabLayout, paths: LabPaths) -> dict[str, list[dict[str, Any]]]:
+    """Every pod's network-status annotation, as the meta plugin wrote it (one source, or one
+    API connection, for all of them)."""
     kubeconfig = paths.backend.kubeconfig
+    texts: dict[str, str | None] = {}
     if kubeconfig is None:
-        found = DirectorySource(paths.objects).get_pod(lab.namespace, pod)
-        text = found.annotations.get(NETWORK_STATUS_ANNOTATION)
+        source = DirectorySource(paths.objects)
+        for _, pod in lab.all_pods():
+            found = source.get_pod(lab.namespace, pod)
+            texts[pod] = found.annotations.get(NETWORK_STATUS_ANNOTATION)
     else:
         api = kube.LabApi(kubeconfig)
         try:
-            text = kube.network_status(api, lab.namespace, pod)
+            for _, pod in lab.all_pods():
+                texts[pod] = kube.network_status(api, lab.namespace, pod)
         finally:
             api.close()
-    decoded: list[dict[str, Any]] = json.loads(text) if text else []
-    return decoded
+    return {pod: json.loads(text) if text else [] for pod, text in texts.items()}
 
 
 def install_binaries(paths: LabPaths) -> None:

@@ -354,9 +354,9 @@ def addresses(layout: LabLayout, paths: LabPaths) -> dict[str, dict[str, str]]:
     """pod -> network -> its first address on it (from the network-status annotation); the
     IPv6 ones of a dual-stack network as the network ``<name> (IPv6)``."""
     found: dict[str, dict[str, str]] = {}
-    for _, pod in layout.all_pods():
+    for pod, status in cluster.pod_statuses(layout, paths).items():
         by_network: dict[str, str] = {}
-        for entry in cluster.pod_status(layout, paths, pod):
+        for entry in status:
             name = "primary" if entry.get("default") else entry["name"].split("/")[-1]
             for ip in entry.get("ips", []):
                 by_network.setdefault(f"{name} (IPv6)" if ":" in ip else name, ip)

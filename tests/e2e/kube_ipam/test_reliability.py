@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -65,24 +66,8 @@ def node_kubeconfig(cluster: KubeCluster) -> Path:
 
 WORKER_MODULE = "tests.e2e.kube_ipam.node_worker"
 
-
-def start_workers(
-    stack: contextlib.ExitStack,
-    tmp_path: Path,
-    config: dict[str, Any],
-    command: str,
-    containers: dict[str, list[str]],
-    **extra: Any,
-) -> list[Worker]:
-    return node_workers.start_workers(
-        stack,
-        tmp_path,
-        config,
-        command,
-        containers,
-        module=WORKER_MODULE,
-        **extra,
-    )
+#: One worker per node, stopped when the ExitStack closes (tests.support.node_workers).
+start_workers = functools.partial(node_workers.start_workers, module=WORKER_MODULE)
 
 
 def run_workers(tmp_path: Path, config: dict[str, Any], command: str, **kw: Any) -> list[Worker]:
