@@ -121,7 +121,7 @@ def add_single_key(spec: dict[str, Any], cid: str) -> int:
         doc["ips"][str(got.address)] = [cid, "net1"]
         doc["last"] = str(got.address)
         changed = {"pool": json.dumps(doc).encode()}
-        if not store.commit({"pool": seen.revision}, changed, deadline=deadline):
+        if store.commit({"pool": seen.revision}, changed, deadline=deadline) is None:
             raise Conflict
 
     try:

@@ -35,23 +35,28 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 from multinic.cni.config import Attachment
 from multinic.ipam.allocator import (
     AddressAllocator,
     AddressUnavailableError,
+    AllocationError,
     PoolExhaustedError,
     PrefixAllocator,
 )
+from multinic.ipam.doc_cache import DocumentCache
 from multinic.ipam.ranges import IPAddress, IPNetwork, IPRange, RangeSet, make_range
 from multinic.ipam.store import Conflict, Store, StoreError, Versioned, retry_cas
-from multinic.records import TYPE_CHECKING, NamedTuple
+from multinic.records import TYPE_CHECKING, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
     #: A decoded store document (annotations only, so typing is not needed at run time).
     Doc: TypeAlias = dict[str, Any]
+
+_R = TypeVar("_R")
 
 #: Default block sizes: 64 addresses per node per claim.
 DEFAULT_BLOCK_PREFIX = {4: 26, 6: 122}
@@ -241,15 +246,20 @@ class Plan:
         self.expected[key] = self.read[key].revision if key in self.read else 0
         self.written[key] = None
 
-    def commit(self) -> bool:
-        """Write every put document as it is now (later edits of a put document count)."""
+    def commit(self) -> dict[str, Versioned] | None:
+        """Write every put document as it is now (later edits of a put document count):
+        each as written, with its new revision when the store told it; None when a
+        document read has moved."""
         if not self.written:
-            return True
+            return {}
         changes = {}
         for key in self.written:
             doc = self.docs[key]
             changes[key] = None if doc is None else encode(doc)
-        return self.store.commit(self.expected, changes, deadline=self.deadline)
+        revisions = self.store.commit(self.expected, changes, deadline=self.deadline)
+        if revisions is None:
+            return None
+        return {key: Versioned(revisions[key], changes[key]) for key in changes if key in revisions}
 
 
 # --- allocation inside one block ------------------------------------------------
@@ -574,24 +584,72 @@ def find(plan: Plan, owner: Owner, where: Iterable[str]) -> list[Reservation]:
     return list(found.values())
 
 
-def allocate(store: Store, request: Request, deadline: float) -> tuple[Reservation, ...]:
-    """Reserve one address per pool for the attachment, or return what it already holds."""
+def allocate(
+    store: Store, request: Request, deadline: float, cache: DocumentCache | None = None
+) -> tuple[Reservation, ...]:
+    """Reserve one address per pool for the attachment, or return what it already holds.
+
+    With a ``cache``, the node's documents are first taken from it (no read); see
+    :func:`_from_copies` for when the copies are not trusted."""
     where = homes(request.pools, request.node)
 
-    def attempt() -> tuple[Reservation, ...]:
-        plan = Plan(store, deadline, store.snapshot(where, deadline=deadline))
+    def decide(read: dict[str, Versioned], copies: bool) -> tuple[Reservation, ...] | None:
+        plan = Plan(store, deadline, read)
         existing = find(plan, request.owner, where)
         if existing:
-            return tuple(existing)
+            return None if copies else tuple(existing)  # nothing committed checks a copy
         got = tuple(
             reserve_in_pool(plan, pool, request.node, request.owner, wanted, request.pod)
             for pool, wanted in zip(request.pools, request.requested, strict=True)
         )
-        if not plan.commit():
-            raise Conflict
-        return got
+        return _committed(plan, cache, got)
+
+    def attempt() -> tuple[Reservation, ...]:
+        return _from_copies(store, where, deadline, cache, decide)
 
     return retry_cas(attempt, deadline, what="allocating IP addresses")
+
+
+def _committed(plan: Plan, cache: DocumentCache | None, result: _R) -> _R | None:
+    """``result`` if ``plan`` commits (the cache then keeps what it wrote); None if not."""
+    written = plan.commit()
+    if written is None:
+        return None
+    if cache is not None:
+        cache.remember(written)
+    return result
+
+
+def _from_copies(
+    store: Store,
+    keys: Sequence[str],
+    deadline: float,
+    cache: DocumentCache | None,
+    decide: Callable[[dict[str, Versioned], bool], _R | None],
+) -> _R:
+    """Run ``decide`` on the cache's copies of ``keys``, then on a fresh read of them.
+
+    ``decide(read, copies)`` answers None when its commit lost, or, working from
+    copies, when its answer would commit nothing (a copy may be stale, and only a
+    commit's guard proves it is not). An allocation error computed from copies is
+    not trusted either. A fresh read that loses raises Conflict (retry_cas backs off)."""
+    copies = cache.recall(keys) if cache is not None else None
+    if copies is not None:
+        try:
+            got = decide(copies, True)
+        except AllocationError:
+            got = None
+        if got is not None:
+            return got
+    read = store.snapshot(keys, deadline=deadline)
+    if cache is not None:
+        cache.remember(read)
+    got = decide(read, False)
+    if got is None:
+        if cache is not None:
+            cache.forget(keys)
+        raise Conflict
+    return got
 
 
 class Found(NamedTuple):
@@ -634,19 +692,20 @@ def lookup(
 
 
 def release(
-    store: Store, owner: Owner, deadline: float, where: Sequence[str] | None = None
+    store: Store,
+    owner: Owner,
+    deadline: float,
+    where: Sequence[str] | None = None,
+    cache: DocumentCache | None = None,
 ) -> tuple[Reservation, ...]:
     """Release everything ``owner`` holds, looked for in the node documents ``where``
-    (None: a scan of them all); nothing held is not an error."""
+    (None: a scan of them all); nothing held is not an error. A ``cache`` is used
+    as in :func:`allocate` (only with ``where``)."""
 
-    def attempt() -> tuple[Reservation, ...]:
-        keys = where
-        if keys is None:
-            found = scan_attachments(store, deadline).get(owner)
-            keys = () if found is None else found.keys
-        if not keys:
-            return ()
-        plan = Plan(store, deadline, store.snapshot(keys, deadline=deadline))
+    def decide(
+        keys: Sequence[str], read: dict[str, Versioned], copies: bool
+    ) -> tuple[Reservation, ...] | None:
+        plan = Plan(store, deadline, read)
         held = find(plan, owner, keys)
         for r in held:
             _forget(plan, owner, r)
@@ -654,9 +713,21 @@ def release(
             doc = plan.get(key)
             if doc is not None and doc.get("away", {}).pop(owner.text, None) is not None:
                 plan.put(key, doc)
-        if not plan.commit():
+        if copies and not plan.written:
+            return None  # nothing found in copies: a read must confirm it
+        return _committed(plan, cache, tuple(held))
+
+    def attempt() -> tuple[Reservation, ...]:
+        if where is not None:
+            keys = where
+            return _from_copies(store, keys, deadline, cache, partial(decide, keys)) if keys else ()
+        found = scan_attachments(store, deadline).get(owner)
+        if found is None:
+            return ()
+        got = decide(found.keys, store.snapshot(found.keys, deadline=deadline), False)
+        if got is None:
             raise Conflict
-        return tuple(held)
+        return got
 
     return retry_cas(attempt, deadline, what="releasing IP addresses")
 
@@ -792,7 +863,7 @@ def release_empty_blocks(store: Store, pool_id: str, deadline: float) -> list[IP
             freed.append(ipaddress.ip_network(block_text))
         if freed:
             plan.put(pkey, pool_doc)
-        if not plan.commit():
+        if plan.commit() is None:
             raise Conflict
         return freed
 

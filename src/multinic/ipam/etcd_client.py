@@ -50,6 +50,8 @@ class TxnResult(NamedTuple):
 
     succeeded: bool
     responses: list[dict[str, Any]]
+    #: the store's revision after the transaction (what its puts were written at)
+    revision: int = 0
 
 
 class Endpoint(NamedTuple):
@@ -163,7 +165,11 @@ class EtcdClient:
         """One transaction: if every compare holds run ``success``, else ``failure``."""
         body = {"compare": compare, "success": success, "failure": failure or []}
         answer = self.call("/v3/kv/txn", body, deadline=deadline)
-        return TxnResult(bool(answer.get("succeeded", False)), list(answer.get("responses", [])))
+        return TxnResult(
+            bool(answer.get("succeeded", False)),
+            list(answer.get("responses", [])),
+            int(answer.get("header", {}).get("revision", 0)),
+        )
 
     def call(self, path: str, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
         """POST ``body`` to the first member that answers; StoreUnavailableError if none does.

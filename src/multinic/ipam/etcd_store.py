@@ -4,7 +4,8 @@ A document is one etcd key under a prefix; its revision is the key's
 ``mod_revision`` (etcd's store-wide counter, so it only grows, and an absent
 key compares as 0). A commit is one etcd transaction: compare every expected
 ``mod_revision``, then put or delete every change — all or nothing, decided by
-the cluster's leader, so no two nodes can both win.
+the cluster's leader, so no two nodes can both win. The answer's header
+revision is the ``mod_revision`` of every key the transaction put.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from multinic.ipam.etcd_client import (
     b64,
     decode_kvs,
 )
-from multinic.ipam.store import ABSENT, StoreError, Versioned, check_commit, prefix_end
+from multinic.ipam.store import (
+    ABSENT,
+    StoreError,
+    Versioned,
+    Written,
+    check_commit,
+    prefix_end,
+)
 from multinic.records import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,7 +81,7 @@ class EtcdStore:
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         check_commit(expected, changes)
         compare = [
             {
@@ -90,7 +98,11 @@ class EtcdStore:
                 ops.append({"request_delete_range": {"key": b64(self._key(key))}})
             else:
                 ops.append({"request_put": {"key": b64(self._key(key)), "value": b64(value)}})
-        return self.client.txn(compare, ops, deadline=deadline).succeeded
+        result = self.client.txn(compare, ops, deadline=deadline)
+        if not result.succeeded:
+            return None
+        # Every key a transaction puts gets the transaction's revision as its mod_revision.
+        return {k: 0 if v is None else result.revision for k, v in changes.items()}
 
     def close(self) -> None:
         self.client.close()

@@ -42,7 +42,14 @@ import time
 from collections.abc import Iterable, Mapping
 
 from multinic.cni.errors import KubeRequestError, KubeUnavailableError
-from multinic.ipam.store import ABSENT, StoreError, StoreUnavailableError, Versioned, check_commit
+from multinic.ipam.store import (
+    ABSENT,
+    StoreError,
+    StoreUnavailableError,
+    Versioned,
+    Written,
+    check_commit,
+)
 from multinic.kube.rest import CustomObjects, RestClient, load_access
 from multinic.records import TYPE_CHECKING
 
@@ -257,40 +264,44 @@ class KubeStore:
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         check_commit(expected, changes)
         keys = sorted(expected)
         if not keys:
-            return True
+            return {}
         if len(keys) == 1:
             return self._swap_one(keys[0], expected[keys[0]], changes, deadline)
         return self._transaction(keys, expected, changes, deadline)
 
     def _swap_one(
         self, key: str, revision: int, changes: Mapping[str, bytes | None], deadline: float
-    ) -> bool:
+    ) -> Written | None:
         plural, _ = kind_of(key)
         name = self._name(key)
         if key not in changes:  # a compare with nothing to write
-            return self._versioned(key, self._get(key, deadline)).revision == revision
+            held = self._versioned(key, self._get(key, deadline)).revision == revision
+            return {} if held else None
         value = changes[key]
         text = None if value is None else value.decode()
         if value is None:
             if revision == 0:
-                return self._get(key, deadline) is None
-            return self._guard(
+                return {key: 0} if self._get(key, deadline) is None else None
+            deleted = self._guard(
                 lambda: self.objects.delete(
                     plural, name, deadline=deadline, resource_version=str(revision)
                 )
             )
+            return {key: 0} if deleted else None
         if revision == 0:
-            created = self._guard(
+            written = self._guard(
                 lambda: self.objects.create(plural, self._new(key, text, None), deadline=deadline)
             )
-            return created is not None
-        patch = {"metadata": {"resourceVersion": str(revision)}, "spec": self._spec(key, text)}
-        patched = self._guard(lambda: self.objects.patch(plural, name, patch, deadline=deadline))
-        return patched is not None
+        else:
+            patch = {"metadata": {"resourceVersion": str(revision)}, "spec": self._spec(key, text)}
+            written = self._guard(
+                lambda: self.objects.patch(plural, name, patch, deadline=deadline)
+            )
+        return None if written is None else {key: _revision(written)}
 
     def _transaction(
         self,
@@ -298,7 +309,7 @@ class KubeStore:
         expected: Mapping[str, int],
         changes: Mapping[str, bytes | None],
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         # os.urandom, not secrets: the same bytes without secrets' imports on every start.
         txn = self._txn_name("t" + os.urandom(10).hex())
         expires = self.clock() + max(deadline - time.monotonic(), 0.0) + LOCK_GRACE
@@ -316,19 +327,18 @@ class KubeStore:
                 got = self._lock(key, expected[key], lock, deadline)
                 if got is None:
                     self._unlock_all(locked, deadline)
-                    return False
+                    return None
                 locked[key] = (got, lock, expected[key] == 0)
             if self.clock() >= expires - LOCK_GRACE / 2:
                 self._unlock_all(locked, deadline)
                 raise StoreUnavailableError("no time left to commit before the locks expire")
             record = {"state": "committed", "keys": keys, "expires": expires}
             if self._record(txn, record, deadline) is None:
-                return False  # a reader aborted it first: its locks are rolled back by readers
+                return None  # a reader aborted it first: its locks are rolled back by readers
         except StoreUnavailableError:
             self._abandoned.add(txn)
             raise
-        self._apply_all(txn, locked, deadline)
-        return True
+        return self._apply_all(txn, locked, deadline)
 
     def _lock(self, key: str, revision: int, lock: dict[str, Any], deadline: float) -> int | None:
         plural, _ = kind_of(key)
@@ -351,16 +361,21 @@ class KubeStore:
             except StoreError:
                 return
 
-    def _apply_all(self, txn: str, locked: Mapping[str, Locked], deadline: float) -> None:
-        """The committer applies its own locks without reading them again (it knows them)."""
+    def _apply_all(self, txn: str, locked: Mapping[str, Locked], deadline: float) -> Written:
+        """The committer applies its own locks without reading them again (it knows them);
+        the revisions of the keys it wrote (those it could not apply are left out)."""
+        written: Written = {}
         try:
             for key, (revision, lock, placeholder) in locked.items():
-                self._release_lock(key, revision, lock, placeholder, True, deadline)
+                now = self._release_lock(key, revision, lock, placeholder, True, deadline)
+                if now is not None and lock["op"] != "keep":
+                    written[key] = now
             plural, _ = TXNS
             self._guard(lambda: self.objects.delete(plural, txn, deadline=deadline))
         except StoreError:
             # Committed all the same: readers roll the rest forward, gc removes the record.
             pass
+        return written
 
     def _settle_object(self, key: str, obj: dict[str, Any], apply: bool, deadline: float) -> None:
         spec = obj.get("spec", {})
@@ -377,24 +392,25 @@ class KubeStore:
         placeholder: bool,
         apply: bool,
         deadline: float,
-    ) -> None:
-        """Apply or undo ``lock``, held by ``key`` at ``revision``; a lost race means someone
-        else settled it already."""
+    ) -> int | None:
+        """Apply or undo ``lock``, held by ``key`` at ``revision``: the key's revision after
+        (0 when deleted), or None when a lost race means someone else settled it already."""
         plural, _ = kind_of(key)
         name = self._name(key)
         rv = str(revision)
         op = lock.get("op") if apply else "undo"
         if op == "delete" or (op in ("undo", "keep") and placeholder):
-            self._guard(
+            deleted = self._guard(
                 lambda: self.objects.delete(plural, name, deadline=deadline, resource_version=rv)
             )
-            return
+            return 0 if deleted else None
         if op == "put":
             new_spec = {**self._spec(key, lock.get("value")), "lock": None}
         else:
             new_spec = {"lock": None}
         patch = {"metadata": {"resourceVersion": rv}, "spec": new_spec}
-        self._guard(lambda: self.objects.patch(plural, name, patch, deadline=deadline))
+        patched = self._guard(lambda: self.objects.patch(plural, name, patch, deadline=deadline))
+        return None if patched is None else _revision(patched)
 
     def _settle(self, key: str, obj: dict[str, Any], deadline: float) -> None:
         """Roll ``obj``'s lock forward or back as its transaction's record says.

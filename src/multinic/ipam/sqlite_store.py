@@ -31,6 +31,7 @@ from multinic.ipam.store import (
     StoreError,
     StoreUnavailableError,
     Versioned,
+    Written,
     check_commit,
     prefix_end,
 )
@@ -84,7 +85,7 @@ class SQLiteStore:
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         check_commit(expected, changes)
         self._wait_at_most(deadline)
         try:
@@ -94,13 +95,13 @@ class SQLiteStore:
         try:
             if not self._revisions_match(expected):
                 self._db.execute("ROLLBACK")
-                return False
-            self._apply(changes)
+                return None
+            revision = self._apply(changes)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             _roll_back(self._db)
             raise _classify(exc, self.path) from exc
-        return True
+        return {key: 0 if value is None else revision for key, value in changes.items()}
 
     def close(self) -> None:
         self._db.close()
@@ -112,7 +113,8 @@ class SQLiteStore:
                 return False
         return True
 
-    def _apply(self, changes: Mapping[str, bytes | None]) -> None:
+    def _apply(self, changes: Mapping[str, bytes | None]) -> int:
+        """Write ``changes`` at the next revision, which it returns."""
         (current,) = self._db.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()
         revision = current + 1
         for key, value in changes.items():
@@ -123,6 +125,7 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, revision, value)
                 )
         self._db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (revision,))
+        return int(revision)
 
     def _select(self, sql: str, params: list[str]) -> dict[str, Versioned]:
         try:

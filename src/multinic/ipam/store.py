@@ -4,7 +4,10 @@ A store holds small documents under string keys. Each document carries the
 store-wide revision of its last change (0 when the key is absent), so callers
 work as snapshot -> compute -> commit-with-expected-revisions, and a commit
 fails as a whole when any document moved meanwhile. Revisions only grow, so a
-key deleted and written again never matches a stale snapshot.
+key deleted and written again never matches a stale snapshot. A commit answers
+the revisions it wrote, so a caller that keeps documents between operations
+(the node daemon, ``doc_cache``) can guard its next commit without reading
+first.
 
 Revisions are per document rather than one per pool on purpose: one revision
 for a whole pool would make every node's commit conflict with every other's,
@@ -30,6 +33,11 @@ _T = TypeVar("_T")
 #: Backoff between attempts: full jitter over an exponentially growing cap.
 BACKOFF_BASE = 0.004
 BACKOFF_CAP = 0.25
+
+
+#: What a commit wrote: each changed key's new revision (0 for a key it deleted). A key
+#: may be missing when the store could not learn its revision (then it must be read).
+Written = dict[str, int]
 
 
 class Versioned(NamedTuple):
@@ -75,9 +83,11 @@ class Store(Protocol):
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         """Apply ``changes`` (None deletes) atomically if every key in ``expected``
-        still has the given revision (0 = absent); False when one moved."""
+        still has the given revision (0 = absent), and say what it wrote; None when
+        one moved (nothing is written then). Test the answer with ``is None``: a
+        commit that changes nothing writes ``{}``."""
         ...
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from multinic.cni.types import DNS, IPConfig, Result, Route
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.ipam import blocks
 from multinic.ipam.allocator import AddressUnavailableError
+from multinic.ipam.doc_cache import DocumentCache
 from multinic.ipam.netconf import parse_dns, parse_routes, plain_address, requested_ips
 from multinic.ipam.ranges import (
     IPAddress,
@@ -473,11 +474,13 @@ class ClusterIPAM:
         ask = blocks.Request(owner, config.node, config.pools, wanted, pod_of(request))
         with _opened(config.store) as store:
             deadline = deadline_after(config.store.deadline)
-            held = blocks.allocate(store, ask, deadline)
+            cache = _copies(config.store)
+            held = blocks.allocate(store, ask, deadline, cache)
             if not _fits(config, held, wanted):
                 # Held with another requested address: start afresh.
-                blocks.release(store, owner, deadline, blocks.homes(config.pools, config.node))
-                held = blocks.allocate(store, ask, deadline)
+                homes = blocks.homes(config.pools, config.node)
+                blocks.release(store, owner, deadline, homes, cache)
+                held = blocks.allocate(store, ask, deadline, cache)
         return build_result(config, held, request.config.cni_version)
 
     def delete(self, request: skel.Request) -> None:
@@ -494,7 +497,7 @@ class ClusterIPAM:
         except CNIError:
             homes = None
         with _opened(where) as store:
-            blocks.release(store, owner, deadline_after(where.deadline), homes)
+            blocks.release(store, owner, deadline_after(where.deadline), homes, _copies(where))
 
     def check(self, request: skel.Request) -> None:
         config = load(request)
@@ -556,6 +559,18 @@ _POOLED = frozenset({"etcd", "kubernetes"})
 _IDLE_MAX = 4
 _idle: dict[StoreConfig, list[Store]] = {}
 _idle_lock = allocate_lock()
+#: The node's documents as this process last read or wrote them, per store config of a
+#: pooled type (multinic.ipam.doc_cache): a warm ADD or DEL of the daemon then commits
+#: without reading first. An executable makes one call, so its copies are never used.
+_caches: dict[StoreConfig, DocumentCache] = {}
+
+
+def _copies(config: StoreConfig) -> DocumentCache | None:
+    """The document cache of ``config``'s store (None for a store opened per call)."""
+    if config.type not in _POOLED:
+        return None
+    with _idle_lock:
+        return _caches.setdefault(config, DocumentCache())
 
 
 class _opened:  # noqa: N801 - used as a context manager, reads like `with open(...)`

@@ -172,9 +172,10 @@ class StoreRegistry:
 
     def _commit(self, store: Store, revision: int, doc: Mapping[str, Any]) -> None:
         data = json.dumps(doc, sort_keys=True).encode()
-        if not store.commit(
+        written = store.commit(
             {self.key: revision}, {self.key: data}, deadline=deadline_after(DEADLINE)
-        ):
+        )
+        if written is None:
             raise Conflict
 
 

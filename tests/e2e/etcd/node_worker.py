@@ -23,6 +23,7 @@ from typing import Any
 
 from multinic.cni import skel
 from multinic.ipam.etcd_store import EtcdStore
+from multinic.ipam.store import Written
 from multinic.plugins.cluster_ipam import PLUGIN
 
 
@@ -36,15 +37,15 @@ def install_kill_hook(when: str, at: int) -> None:
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         nonlocal count
         count += 1
         if count == at and when == "before-commit":
             os.kill(os.getpid(), signal.SIGKILL)
-        ok = real_commit(self, expected, changes, deadline=deadline)
-        if count == at and when == "after-commit" and ok:
+        written = real_commit(self, expected, changes, deadline=deadline)
+        if count == at and when == "after-commit" and written is not None:
             os.kill(os.getpid(), signal.SIGKILL)
-        return ok
+        return written
 
     EtcdStore.commit = commit  # type: ignore[method-assign]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from multinic.cni import skel
 from multinic.ipam.kube_store import KubeStore
+from multinic.ipam.store import Written
 from multinic.plugins.cluster_ipam import PLUGIN
 
 #: The container the current call is for (the kill hook's target is a container,
@@ -37,13 +38,13 @@ def install_kill_hook(when: str, target: str) -> None:
         changes: Mapping[str, bytes | None],
         *,
         deadline: float,
-    ) -> bool:
+    ) -> Written | None:
         if CURRENT[0] == target and when == "before-commit":
             os.kill(os.getpid(), signal.SIGKILL)
-        ok = real_commit(self, expected, changes, deadline=deadline)
-        if CURRENT[0] == target and when == "after-commit" and ok:
+        written = real_commit(self, expected, changes, deadline=deadline)
+        if CURRENT[0] == target and when == "after-commit" and written is not None:
             os.kill(os.getpid(), signal.SIGKILL)
-        return ok
+        return written
 
     KubeStore.commit = commit  # type: ignore[method-assign]
 

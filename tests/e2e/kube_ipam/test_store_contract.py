@@ -11,6 +11,7 @@ from multinic.ipam.store import ABSENT, Store
 from tests.unit.ipam_cluster.test_store_contract import (  # noqa: F401 - collected here
     soon,
     test_a_check_guards_a_key_it_does_not_change,
+    test_a_commit_answers_the_revisions_it_wrote,
     test_absent_keys_read_as_revision_zero,
     test_concurrent_increments_lose_nothing,
     test_create_only_when_absent,

@@ -16,7 +16,7 @@ from multinic.ipam import blocks
 from multinic.ipam.allocator import AddressUnavailableError, PoolExhaustedError
 from multinic.ipam.ranges import IPAddress, parse_whereabouts_range
 from multinic.ipam.sqlite_store import SQLiteStore
-from multinic.ipam.store import Store, StoreError, Versioned, deadline_after
+from multinic.ipam.store import Store, StoreError, Versioned, Written, deadline_after
 from tests.unit.ipam_cluster.conftest import Opener
 
 
@@ -192,7 +192,7 @@ class CountingStore:
 
     def commit(
         self, expected: Mapping[str, int], changes: Mapping[str, bytes | None], *, deadline: float
-    ) -> bool:
+    ) -> Written | None:
         self.commits.append(sorted(expected))
         return self.inner.commit(expected, changes, deadline=deadline)
 

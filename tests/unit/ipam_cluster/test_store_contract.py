@@ -51,6 +51,22 @@ def test_update_needs_the_current_revision(store: Store) -> None:
     assert now.value == b"2" and now.revision > rev
 
 
+def test_a_commit_answers_the_revisions_it_wrote(store: Store) -> None:
+    created = store.commit({"a": 0}, {"a": b"1"}, deadline=soon())
+    assert created == {"a": store.snapshot(["a"], deadline=soon())["a"].revision}
+    # The answered revision guards the next commit as a read's would: no read needed.
+    both = store.commit({"a": created["a"], "b": 0}, {"a": b"2", "b": b"x"}, deadline=soon())
+    assert both is not None
+    now = store.snapshot(["a", "b"], deadline=soon())
+    assert both == {"a": now["a"].revision, "b": now["b"].revision}
+    assert both["a"] > created["a"]
+    # A deleted key answers 0, the revision of an absent one.
+    assert store.commit({"b": both["b"]}, {"b": None}, deadline=soon()) == {"b": 0}
+    # Only a guard, nothing written: an empty answer, which is not a lost race.
+    assert store.commit({"a": both["a"]}, {}, deadline=soon()) == {}
+    assert store.commit({"a": created["a"]}, {}, deadline=soon()) is None
+
+
 def test_a_commit_is_all_or_nothing(store: Store) -> None:
     store.commit({"a": 0}, {"a": b"1"}, deadline=soon())
     rev = store.snapshot(["a"], deadline=soon())["a"].revision
@@ -113,7 +129,7 @@ def test_concurrent_increments_lose_nothing(opener: Opener) -> None:
         def attempt() -> None:
             seen = store.snapshot(["n"], deadline=deadline)["n"]
             value = int(seen.value or b"0") + 1
-            if not store.commit({"n": seen.revision}, {"n": b"%d" % value}, deadline=deadline):
+            if store.commit({"n": seen.revision}, {"n": b"%d" % value}, deadline=deadline) is None:
                 raise Conflict
 
         try:
