@@ -12,7 +12,9 @@ Contenders, in one run against the same etcd cluster (a fresh key prefix each):
   same allocator, same etcd), so the difference is the design alone.
 
 Each node is a process; all start together on a signal. Reported: total
-seconds for the 1000 ADDs, p50 and p99 per ADD, and the single-key/blocks ratio;
+seconds for the 1000 ADDs, p50 and p99 per ADD, the CPU seconds the etcd
+members and the node processes (with their executables) spent on them (start-up
+before the signal not counted), and the single-key/blocks ratio;
 and, first, one node alone: store requests per ADD/DEL, ms per request, and the
 executable's time per ADD against its start-up (benchmarks/ipam_profile.py).
 
@@ -144,13 +146,26 @@ def worker(spec: dict[str, Any]) -> None:
         latencies.append(time.perf_counter() - start)
         if code:
             codes.append(code)
-    sys.stdout.write(json.dumps({"latencies": latencies, "codes": codes}) + "\n")
+    cpu = os.times()  # the process's own and its children's (the executables')
+    used = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+    sys.stdout.write(json.dumps({"latencies": latencies, "codes": codes, "cpu": used}) + "\n")
 
 
 # --- the driver --------------------------------------------------------------------------
 
 
-def run_mode(mode: str, nodes: int, per_node: int, base: dict[str, Any]) -> dict[str, Any]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes ``pids`` have used so far (from /proc)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_mode(
+    mode: str, nodes: int, per_node: int, base: dict[str, Any], store_pids: list[int]
+) -> dict[str, Any]:
     procs = []
     env = dict(os.environ)
     if base.get("baseline"):  # multinic from the baseline tree, ahead of this one
@@ -170,6 +185,8 @@ def run_mode(mode: str, nodes: int, per_node: int, base: dict[str, Any]) -> dict
             )
         )
     time.sleep(2.0)  # let every node finish importing before the start signal
+    node_cpu = sum(cpu_seconds([p.pid]) for p in procs)  # their start-up, not counted
+    store_cpu = cpu_seconds(store_pids)
     start = time.perf_counter()
     for proc in procs:
         assert proc.stdin is not None
@@ -177,11 +194,14 @@ def run_mode(mode: str, nodes: int, per_node: int, base: dict[str, Any]) -> dict
         proc.stdin.flush()
     outputs = [proc.communicate()[0] for proc in procs]
     total = time.perf_counter() - start
+    store_cpu = cpu_seconds(store_pids) - store_cpu
     results = [json.loads(out) for out in outputs]
     latencies = sorted(x for r in results for x in r["latencies"])
     return {
         "mode": mode,
         "total_s": total,
+        "etcd_cpu_s": store_cpu,
+        "node_cpu_s": sum(r["cpu"] for r in results) - node_cpu,
         "count": len(latencies),
         "errors": [c for r in results for c in r["codes"]],
         "p50_ms": 1000 * statistics.median(latencies),
@@ -237,7 +257,8 @@ def main() -> None:
                         "bin_dir": bin_dirs["-baseline" if mode.endswith("-baseline") else ""],
                         "baseline": args.baseline if mode.endswith("-baseline") else None,
                     }
-                    rows.append({**run_mode(mode, args.nodes, args.per_node, base), "round": n})
+                    row = run_mode(mode, args.nodes, args.per_node, base, cluster.pids)
+                    rows.append({**row, "round": n})
                     print(json.dumps(rows[-1]), file=sys.stderr)
     report(rows, args.nodes, args.per_node)
     print(f"One node alone (benchmarks/ipam_profile.py): {ipam_profile.format_profile(found)}")
@@ -258,8 +279,8 @@ def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
         f"{nodes} nodes x {per_node} ADDs, 3-member etcd 3.6 on loopback, "
         f"{os.cpu_count()} cores; medians over rounds"
     )
-    print("| contender | rounds | total s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| contender | rounds | total s | p50 ms | p99 ms | errors | etcd CPU s | nodes' CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in ("blocks", "blocks-baseline", "single-key", "blocks-exec", "blocks-exec-baseline"):
         mine = [r for r in rows if r["mode"] == mode]
         if not mine:
@@ -271,7 +292,8 @@ def report(rows: list[dict[str, Any]], nodes: int, per_node: int) -> None:
         errors = sum(len(r["errors"]) for r in mine)
         print(
             f"| {mode} | {len(mine)} | {med('total_s'):.2f} | {med('p50_ms'):.1f} "
-            f"| {med('p99_ms'):.1f} | {errors} |"
+            f"| {med('p99_ms'):.1f} | {errors} | {med('etcd_cpu_s'):.2f} "
+            f"| {med('node_cpu_s'):.2f} |"
         )
     by_round: dict[int, dict[str, float]] = {}
     for r in rows:

@@ -160,6 +160,11 @@ class EtcdCluster(StartedWith):
     def endpoints(self) -> list[str]:
         return [m.client_url for m in self.members]
 
+    @property
+    def pids(self) -> list[int]:
+        """The running members' process ids (benchmarks read their CPU time)."""
+        return [m.process.pid for m in self.members if m.process and m.process.poll() is None]
+
     def start(self) -> None:
         for member in self.members:
             member.start(self.initial_cluster, "new")
