@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from multinic.lab.etcd import free_port, member_command
+from multinic.lab.etcd import member_command
 from multinic.lab.pki import Authority
+from multinic.lab.ports import free_port
 from tests.support import third_party
 from tests.support.lifecycle import StartedWith
 

@@ -29,6 +29,7 @@ from multinic.lab.cluster import alive
 from multinic.lab.errors import KubeLabError
 from multinic.lab.kube import LabApi, nad_path
 from multinic.lab.pki import Authority
+from multinic.lab.ports import free_port
 from multinic.lab.programs import find_program
 
 CRD_DIR = Path(__file__).resolve().parents[3] / "deploy" / "crds"
@@ -125,7 +126,7 @@ def controller_manager_command(
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
-        f"--secure-port={lab_etcd.free_port()}",
+        f"--secure-port={free_port()}",
         "--leader-elect=false",
         "--allocate-node-cidrs=true",
         f"--cluster-cidr={cluster_cidr}",
@@ -202,7 +203,7 @@ def start(
     creds = make_credentials(base / "pki", service_cidr)
     etcd = lab_etcd.start_cluster(base / "etcd", lambda n, pid: record(f"kube-{n}", pid), 1)
     lab_etcd.wait_healthy(etcd)
-    port = lab_etcd.free_port()
+    port = free_port()
     server = f"https://127.0.0.1:{port}"
     admin = base / "admin.kubeconfig"
     write_kubeconfig(admin, server, creds.ca.cert, creds.admin)

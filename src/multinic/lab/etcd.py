@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from multinic.lab.errors import EtcdError
+from multinic.lab.ports import free_port
 from multinic.lab.programs import find_program
 
 #: Seconds for the members to elect a leader and answer /health.
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def member_command(
