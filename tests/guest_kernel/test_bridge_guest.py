@@ -11,10 +11,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from multinic.dataplane import ensure_bridge, find_link, host_netns
 from multinic.lab import netns as lab
+from multinic.plugins import bridge as plugin
 from multinic.plugins.bridge import PLUGIN
 from tests.netns.conftest import unique
 from tests.netns.plugins import inprocess
+from tests.netns.plugins.test_bridge_races import conf, missing_once
 
 
 def vlans(dev: str) -> list[dict[str, Any]]:
@@ -94,3 +99,17 @@ def test_access_and_trunk_ports_isolate_vlans(
         assert lab.link_names(pod) == lab.link_names(pod2) == lab.link_names(third) == {"lo"}
     finally:
         lab.delete_netns(third)
+
+
+def test_a_vlan_gateway_a_concurrent_add_made_is_taken(
+    host_links: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first ADDs of a VLAN network: the loser takes the winner's <bridge>.<vlan>."""
+    name = unique("mnv")
+    host_links.extend([name, f"{name}.7"])
+    host = host_netns()
+    br = ensure_bridge(host, name, vlan_filtering=True)
+    first = plugin._vlan_gateway(host, br, conf(name, vlan=7))  # the other ADD won
+    monkeypatch.setattr(plugin, "find_link", missing_once(find_link, None))
+    second = plugin._vlan_gateway(host, br, conf(name, vlan=7))
+    assert (second.name, second.ifindex) == (first.name, first.ifindex)

@@ -27,7 +27,9 @@ from multinic.cni.errors import CNIError, InvalidConfigError, UnsupportedFieldEr
 from multinic.cni.types import DNS, Interface, IPConfig, Result, Route
 from multinic.cni.version import SUPPORTED_VERSIONS
 from multinic.dataplane import (
+    AddressExistsError,
     Link,
+    LinkExistsError,
     Netns,
     add_address,
     bridge_vlan_add,
@@ -435,7 +437,13 @@ def _ensure_address(host: Netns, link: Link, gateway: IPInterface, conf: BridgeC
                     f"found {present}; set forceAddress to replace it",
                 )
             delete_address(host, link, present, missing_ok=True)
-    add_address(host, link, gateway, nodad=True)
+    try:
+        add_address(host, link, gateway, nodad=True)
+    except AddressExistsError:
+        # A concurrent ADD of this network (the node daemon runs them in parallel)
+        # assigned the same gateway between our look and our add: fine.
+        if gateway not in list_addresses(host, link, version=gateway.version):
+            raise
 
 
 def _vlan_gateway(host: Netns, br: Link, conf: BridgeConf) -> Link:
@@ -444,7 +452,13 @@ def _vlan_gateway(host: Netns, br: Link, conf: BridgeConf) -> Link:
     found = find_link(host, name)
     if found is not None:
         return found
-    gateway, port = create_veth(host, name, random_veth_name(), mtu=br.mtu)
+    try:
+        gateway, port = create_veth(host, name, random_veth_name(), mtu=br.mtu)
+    except LinkExistsError:
+        found = find_link(host, name)  # a concurrent ADD made it first: fine
+        if found is None:
+            raise  # the random peer name was taken, not ours
+        return found
     _attach_port(host, br, port, conf._replace(hairpin=False, vlan_trunk=()))
     set_up(host, gateway)
     return get_link(host, name)
