@@ -185,7 +185,7 @@ def run_mode(
             )
         )
     time.sleep(2.0)  # let every node finish importing before the start signal
-    node_cpu = sum(cpu_seconds([p.pid]) for p in procs)  # their start-up, not counted
+    node_cpu = cpu_seconds([p.pid for p in procs])  # their start-up, not counted
     store_cpu = cpu_seconds(store_pids)
     start = time.perf_counter()
     for proc in procs:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from multinic.lab import netns as lab
+from multinic.lab.control_plane import component_flags
 from multinic.plugins.install import install_plugins
 from tests.support import host_sweep, third_party
 from tests.support.etcd_cluster import free_port
@@ -277,12 +278,7 @@ class KubeletNode(StartedWith):
             "kube-scheduler",
             [
                 str(third_party.binary("kube-scheduler")),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-                "--leader-elect=false",
+                *component_flags(kubeconfig),
             ],
         )
 

@@ -113,6 +113,20 @@ def apiserver_command(etcd_url: str, port: int, creds: Credentials, service_cidr
     ]
 
 
+def component_flags(kubeconfig: Path) -> list[str]:
+    """What a control-plane component run here takes (the controller manager, the
+    tests' scheduler): one kubeconfig for all its API access, its own port on
+    loopback, no leader election (it runs alone)."""
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={free_port()}",
+        "--leader-elect=false",
+    ]
+
+
 def controller_manager_command(
     kubeconfig: Path,
     creds: Credentials,
@@ -122,12 +136,7 @@ def controller_manager_command(
 ) -> list[str]:
     return [
         str(find_program("kube-controller-manager")),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={free_port()}",
-        "--leader-elect=false",
+        *component_flags(kubeconfig),
         "--allocate-node-cidrs=true",
         f"--cluster-cidr={cluster_cidr}",
         f"--node-cidr-mask-size={node_mask}",
